@@ -1,0 +1,22 @@
+"""binmark: landmark localization with binarized and low-bit neural networks.
+
+Subpackages load on first use (``binmark.quant``, ``binmark.models``), so that ``import binmark``
+and ``binmark --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_SUBMODULES = ("quant", "models")
+
+__all__ = ["__version__", *_SUBMODULES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"binmark.{name}")
+    raise AttributeError(f"module 'binmark' has no attribute {name!r}")

@@ -1,0 +1,173 @@
+"""The ``binmark`` command line.
+
+Exit status: 0 on success; 2 for a wrong argument, with a one-line reason; 1 for any other
+failure, with a message naming the file or value at fault (``--debug`` shows the traceback).
+Model options are generated from the model entrypoints' signatures, so ``binmark summary MODEL``
+offers exactly what ``binmark.models.build`` accepts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from binmark import __version__
+
+__all__ = ["main", "build_parser"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line and exit with status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _input_size(text: str) -> tuple[int, int]:
+    """'256' → (256, 256); '256x192' → (256, 192), as (H, W)."""
+    parts = text.lower().split("x")
+    try:
+        sizes = [int(p) for p in parts]
+    except ValueError:
+        sizes = []
+    if len(sizes) == 1:
+        sizes *= 2
+    if len(sizes) != 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; write H or HxW, e.g. 256x192")
+    return sizes[0], sizes[1]
+
+
+def _add_model_options(parser: argparse.ArgumentParser, model: str) -> None:
+    """One ``--option`` per keyword of the model's entrypoint, typed from its default."""
+    from binmark.models import MODELS, options
+    from binmark.quant import QuantSpec
+
+    hints = typing.get_type_hints(MODELS.get(model))
+    group = parser.add_argument_group(f"{model} options (as models.build)")
+    for name, param in options(model).items():
+        flag = "--" + name.replace("_", "-")
+        default = param.default
+        kwargs: dict[str, Any] = {"dest": f"opt_{name}", "default": default}
+        hint = hints.get(name)
+        choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
+        if name == "quant":
+            choices = tuple(QuantSpec.presets())
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, int):
+            kwargs["type"] = int
+        if choices:
+            kwargs["choices"] = choices
+        elif not isinstance(default, bool):
+            kwargs["metavar"] = name.upper()
+        kwargs["help"] = f"default: {default}"
+        group.add_argument(flag, **kwargs)
+
+
+def _model_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_")}
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from binmark.models import build
+    from binmark.quant import summary
+
+    height, width = args.input_size
+    try:  # in this command every value comes from the arguments: a bad one is a usage error
+        model = build(args.model, args.keypoints, **_model_options(args))
+        result = summary(model, input_size=(args.batch, 3, height, width))
+    except ValueError as exc:
+        args.parser.error(str(exc))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(result.table(per_layer=args.layers))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from binmark.models import build
+    from binmark.quant import compare, summary
+
+    k = args.keypoints
+    size = (1, 3, 256, 256)
+    print(f"1-stack HPM hourglass, {k} keypoints, 256x256 input: real vs binary (bulat17)\n")
+    real = summary(build("hourglass", k, quant="real"), size)
+    binary = summary(build("hourglass", k, quant="bulat17"), size)
+    print(compare({"real": real, "binary (bulat17)": binary}))
+    return 0
+
+
+def _add_summary(sub: Any) -> None:
+    from binmark.models import names
+
+    p = sub.add_parser(
+        "summary",
+        help="parameters, MACs per bit width, packed size of a model",
+        description="Build a registered model and print its summary (larq style).",
+    )
+    models = p.add_subparsers(dest="model", metavar="MODEL", required=True, parser_class=_Parser)
+    for name in names():
+        mp = models.add_parser(name, help=f"summary of the {name} model")
+        mp.add_argument("--keypoints", type=int, default=16, help="K (default: 16)")
+        mp.add_argument(
+            "--input-size", type=_input_size, default=(256, 256), help="H or HxW (default: 256)"
+        )
+        mp.add_argument("--batch", type=int, default=1, help="batch N for MAC counts (default: 1)")
+        mp.add_argument("--layers", action="store_true", help="also print the per-layer table")
+        mp.add_argument("--json", action="store_true", help="print the totals as JSON")
+        _add_model_options(mp, name)
+        mp.set_defaults(func=_cmd_summary, parser=mp)
+
+
+def _add_demo(sub: Any) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="real vs binary HPM hourglass side by side",
+        description="Print the summaries of the real and the binary 1-stack HPM hourglass.",
+    )
+    p.add_argument("--keypoints", type=int, default=16, help="K (default: 16)")
+    p.set_defaults(func=_cmd_demo, parser=p)
+
+
+COMMANDS: Sequence[Callable[[Any], None]] = (_add_summary, _add_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``binmark`` argument parser with all subcommands."""
+    parser = _Parser(
+        prog="binmark",
+        description="Landmark localization with binarized and low-bit neural networks.",
+    )
+    parser.add_argument("--version", action="version", version=f"binmark {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on failure")
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("binmark: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # every failure becomes one clear line unless --debug
+        if args.debug:
+            raise
+        print(f"binmark: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""Model families, built by name: ``build(name, num_keypoints, **options)`` and ``names()``.
+
+Every model maps (N, 3, H, W) images to a **list** of (N, K, H/4, W/4) heatmaps, one per
+supervised output, the final prediction last. Models take tensors, never datasets.
+"""
+
+from binmark.models import hourglass as _hourglass  # noqa: F401  (registers "hourglass")
+from binmark.models.blocks import BLOCKS, BlockLayers
+from binmark.models.hourglass import StackedHourglass
+from binmark.models.registry import MODELS, build, names, options, register_model
+
+__all__ = [
+    "BLOCKS",
+    "BlockLayers",
+    "MODELS",
+    "StackedHourglass",
+    "build",
+    "names",
+    "options",
+    "register_model",
+]

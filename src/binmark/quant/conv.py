@@ -1,0 +1,133 @@
+"""``QuantConv2d``: ``nn.Conv2d`` whose forward quantizes its input and its latent float weight.
+
+Training uses fake quantization in float: the layer keeps the float ("latent") weight, and every
+forward computes
+
+    y = conv2d(q_in(g(x)), q_w(g(W)), bias)
+
+where q_in and q_w are the input and weight quantizers chosen by the ``QuantSpec`` and g is the
+gradient quantizer (identity in forward). The modules are exposed as ``input_quantizer``,
+``weight_quantizer`` and ``grad_quantizer``; their ``bits`` attributes are the one source of
+truth that :func:`binmark.quant.summary` and the packer read.
+
+Padding: zero padding is applied *after* the input quantizer, so with 1-bit activations the
+border taps of a padded convolution see 0, not ±1 (the input is ternary there). This is what the
+seed models were trained with (Torch's and PyTorch's convolutions pad with zeros). A bit-packed
+XNOR-popcount kernel cannot represent 0, so the packed runtime computes with +1 in the padding and
+subtracts a per-position correction on the border outputs, reproducing zero padding exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from binmark.quant.spec import (
+    QuantSpec,
+    as_spec,
+    make_grad_quantizer,
+    make_input_quantizer,
+    make_weight_quantizer,
+)
+
+__all__ = ["QuantConv2d"]
+
+
+class QuantConv2d(nn.Conv2d):
+    """A 2-D convolution with quantized input, weight and gradients (see the module docstring).
+
+    Takes ``nn.Conv2d``'s arguments, with ``bias=False`` by default (binary layers are followed by
+    BN), plus:
+
+    Args:
+        spec: a ``QuantSpec`` or a preset name ("real", "xnor", "bulat17", …). With "real" the
+            layer computes exactly what ``nn.Conv2d`` computes.
+
+    Shape:
+        x: (N, C_in, H, W) → (N, C_out, H_out, W_out), as ``nn.Conv2d``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] | str = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        bias: bool = False,
+        padding_mode: str = "zeros",
+        device: Any = None,
+        dtype: Any = None,
+        spec: QuantSpec | str = QuantSpec(),
+    ) -> None:
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            bias=bias,
+            padding_mode=padding_mode,
+            device=device,
+            dtype=dtype,
+        )
+        self.spec = as_spec(spec)
+        self.input_quantizer = make_input_quantizer(self.spec, in_channels)
+        self.weight_quantizer = make_weight_quantizer(self.spec, out_channels)
+        self.grad_quantizer = make_grad_quantizer(self.spec)
+        self.to(device=self.weight.device, dtype=self.weight.dtype)
+        self.reset_scales()
+
+    def reset_scales(self) -> None:
+        """Initialise learned weight scales from the current weight (call after loading weights)."""
+        reset = getattr(self.weight_quantizer, "reset_scale", None)
+        if reset is not None:
+            reset(self.weight)
+
+    def quantized_weight(self) -> Tensor:
+        """The weight the convolution uses: q_w(W), shape (C_out, C_in/groups, kh, kw)."""
+        return self.weight_quantizer(self.grad_quantizer(self.weight))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.grad_quantizer(x)
+        x = self.input_quantizer(x)
+        return self._conv_forward(x, self.quantized_weight(), self.bias)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, spec: QuantSpec | str) -> QuantConv2d:
+        """A ``QuantConv2d`` with ``conv``'s hyper-parameters, a copy of its weight and bias, on
+        its device and dtype, quantized per ``spec``."""
+        new = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,  # type: ignore[arg-type]
+            stride=conv.stride,  # type: ignore[arg-type]
+            padding=conv.padding,  # type: ignore[arg-type]
+            dilation=conv.dilation,  # type: ignore[arg-type]
+            groups=conv.groups,
+            bias=conv.bias is not None,
+            padding_mode=conv.padding_mode,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
+            spec=spec,
+        )
+        with torch.no_grad():
+            new.weight.copy_(conv.weight)
+            if conv.bias is not None:
+                new.bias.copy_(conv.bias)
+        new.reset_scales()
+        new.train(conv.training)
+        return new
+
+    def extra_repr(self) -> str:
+        s = self.spec
+        return (
+            super().extra_repr()
+            + f", bits=W{s.weight_bits}A{s.act_bits}G{s.grad_bits}"
+        )
