@@ -22,6 +22,8 @@ W_t = sign(W)·1[|W| > Δ] ∈ {-1, 0, +1}; the gradient passes where |W| <= 1.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -132,43 +134,35 @@ def ternarize(w: Tensor, threshold: float = 0.7) -> tuple[Tensor, Tensor]:
     return _ste(w, value, w.detach().abs() <= 1.0), mask
 
 
-class DoReFaAct(nn.Module):
+class _KBitQuantizer(nn.Module):
+    """Module form of a k-bit quantizer function ``fn(x, bits)``; ``bits`` in 1..31."""
+
+    fn: Callable[[Tensor, int], Tensor]
+
+    def __init__(self, bits: int) -> None:
+        super().__init__()
+        self.bits = _check_bits(bits, 1, 31, type(self).__name__)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return type(self).fn(x, self.bits)
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}"
+
+
+class DoReFaAct(_KBitQuantizer):
     """Module form of :func:`dorefa_act`."""
 
-    def __init__(self, bits: int) -> None:
-        super().__init__()
-        self.bits = _check_bits(bits, 1, 31, "DoReFaAct")
-
-    def forward(self, x: Tensor) -> Tensor:
-        return dorefa_act(x, self.bits)
-
-    def extra_repr(self) -> str:
-        return f"bits={self.bits}"
+    fn = staticmethod(dorefa_act)
 
 
-class DoReFaWeight(nn.Module):
+class DoReFaWeight(_KBitQuantizer):
     """Module form of :func:`dorefa_weight`."""
 
-    def __init__(self, bits: int) -> None:
-        super().__init__()
-        self.bits = _check_bits(bits, 1, 31, "DoReFaWeight")
-
-    def forward(self, w: Tensor) -> Tensor:
-        return dorefa_weight(w, self.bits)
-
-    def extra_repr(self) -> str:
-        return f"bits={self.bits}"
+    fn = staticmethod(dorefa_weight)
 
 
-class WageQuant(nn.Module):
+class WageQuant(_KBitQuantizer):
     """Module form of :func:`wage_quantize`, for activations and weights alike."""
 
-    def __init__(self, bits: int) -> None:
-        super().__init__()
-        self.bits = _check_bits(bits, 1, 31, "WageQuant")
-
-    def forward(self, x: Tensor) -> Tensor:
-        return wage_quantize(x, self.bits)
-
-    def extra_repr(self) -> str:
-        return f"bits={self.bits}"
+    fn = staticmethod(wage_quantize)
