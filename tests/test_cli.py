@@ -88,3 +88,18 @@ def test_other_failures_exit_1_without_traceback(monkeypatch, capsys) -> None:
     assert main(["demo"]) == 1
     err = capsys.readouterr().err
     assert err.strip() == "binmark: error: model file /nope.bmk does not exist"
+
+
+def test_data_preview_of_a_dataset(tmp_path) -> None:
+    from pathlib import Path
+
+    fixtures = Path(__file__).resolve().parent / "fixtures"
+    out = tmp_path / "grid.png"
+    code = main(["data", "preview", "wflw", "--ann-file", str(fixtures / "wflw/test_wflw.json"),
+                 "--image-dir", str(fixtures / "wflw"), "--out", str(out), "--size", "64"])
+    assert code == 0 and out.is_file() and out.stat().st_size > 1000
+
+
+def test_data_preview_bad_source() -> None:
+    result = _run("data", "preview", "imagenet")
+    assert result.returncode == 2 and "invalid choice: 'imagenet'" in result.stderr

@@ -1,6 +1,6 @@
 """binmark: landmark localization with binarized and low-bit neural networks.
 
-Subpackages load on first use (``binmark.quant``, ``binmark.models``), so that ``import binmark``
+Subpackages load on first use (``binmark.quant``, ``binmark.models``, ``binmark.data``, …), so that ``import binmark``
 and ``binmark --help`` stay fast.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("quant", "models")
+_SUBMODULES = ("quant", "models", "data", "heatmaps")
 
 __all__ = ["__version__", *_SUBMODULES]
 

@@ -134,7 +134,47 @@ def _add_demo(sub: Any) -> None:
     p.set_defaults(func=_cmd_demo, parser=p)
 
 
-COMMANDS: Sequence[Callable[[Any], None]] = (_add_summary, _add_demo)
+def _cmd_data_preview(args: argparse.Namespace) -> int:
+    from binmark.data import RENDERERS, load, synthetic
+    from binmark.draw import preview_grid, write_png
+
+    if args.source in RENDERERS:
+        samples = synthetic(args.source, args.count, seed=args.seed, image_size=args.size)
+        crop = None
+    else:
+        samples = load(args.source, args.root, args.split, args.ann_file, args.image_dir, "skip")
+        crop = args.size
+    if len(samples) == 0:
+        raise ValueError(f"{args.source}: no samples to preview")
+    write_png(args.out, preview_grid(samples, samples.skeleton, args.count, args.columns, crop))
+    print(f"wrote {args.out} ({min(args.count, len(samples))} samples of {args.source})")
+    return 0
+
+
+def _add_data(sub: Any) -> None:
+    from binmark.data import RENDERERS, datasets
+
+    p = sub.add_parser("data", help="look at datasets", description="Dataset tools.")
+    tools = p.add_subparsers(dest="tool", metavar="TOOL", required=True, parser_class=_Parser)
+    pv = tools.add_parser(
+        "preview",
+        help="write a PNG grid of samples with their landmarks",
+        description="Synthetic kinds show whole images; datasets show the training crop.",
+    )
+    pv.add_argument("source", choices=RENDERERS.names() + datasets(), help="synthetic kind or dataset")
+    pv.add_argument("--out", default="preview.png", help="PNG to write (default: preview.png)")
+    pv.add_argument("-n", "--count", type=int, default=16, help="samples (default: 16)")
+    pv.add_argument("--columns", type=int, default=4, help="grid columns (default: 4)")
+    pv.add_argument("--seed", type=int, default=0, help="synthetic seed (default: 0)")
+    pv.add_argument("--size", type=int, default=256, help="tile size in px (default: 256)")
+    pv.add_argument("--root", help="dataset folder (datasets)")
+    pv.add_argument("--split", default="val", help="dataset split (default: val)")
+    pv.add_argument("--ann-file", help="annotation file instead of the standard layout")
+    pv.add_argument("--image-dir", help="image folder instead of the standard layout")
+    pv.set_defaults(func=_cmd_data_preview, parser=pv)
+
+
+COMMANDS: Sequence[Callable[[Any], None]] = (_add_summary, _add_data, _add_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
