@@ -11,7 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("quant", "models", "data", "heatmaps")
+_SUBMODULES = ("quant", "models", "data", "heatmaps", "metrics", "losses", "evaluate")
 
 __all__ = ["__version__", *_SUBMODULES]
 

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from binmark.data import Augment, TopDownDataset, load
+from binmark.data.dataset import collate
 from binmark.data.transforms import invert, transform_points
 from binmark.heatmaps import HeatmapCodec
 
@@ -80,12 +81,14 @@ def test_reproducible_per_seed_epoch_and_index(coco) -> None:
 @pytest.mark.slow
 def test_dataloader_workers_give_the_same_batches(coco) -> None:
     ds = TopDownDataset(coco, HeatmapCodec(128, 32, 1.0), augment=Augment(), seed=1)
-    serial = list(DataLoader(ds, batch_size=4, num_workers=0))
-    parallel = list(DataLoader(ds, batch_size=4, num_workers=2))
+    serial = list(DataLoader(ds, batch_size=4, num_workers=0, collate_fn=collate))
+    parallel = list(DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate))
     assert len(serial) == len(parallel) == 3
     for (x0, h0, w0, m0), (x1, h1, w1, m1) in zip(serial, parallel):
         assert torch.equal(x0, x1) and torch.equal(h0, h1) and torch.equal(w0, w1)
-        assert torch.equal(m0["matrix"], m1["matrix"]) and torch.equal(m0["flip"], m1["flip"])
+        for a, b in zip(m0, m1):
+            np.testing.assert_array_equal(a["matrix"], b["matrix"])
+            assert a["flip"] == b["flip"] and a["image_id"] == b["image_id"]
 
 
 def test_colour_gains_and_normalization(coco) -> None:

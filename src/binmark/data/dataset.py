@@ -8,7 +8,9 @@ the codec; (4) applies colour gains and normalizes the image with ``mean``/``std
 
 ``meta`` holds what maps predictions back to the original image: ``matrix`` (2×3, image px →
 input px), ``center``, ``scale`` (the crop box, ×200 px), ``rotation``, ``flip``, the original
-``keypoints`` and ``visible``, and ``index``.
+``keypoints`` and ``visible``, ``index``, and the sample's evaluation extras where it has them
+(``head_size``, ``box_size``, ``bbox``, ``area``, ``yaw``, ``subset``, ``attributes``,
+``image_id``). Batch with :func:`collate`, which keeps ``meta`` as a list of dicts.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from binmark.data.skeletons import Skeleton
 from binmark.data.transforms import PIXEL_STD, compose, crop_matrix, flip_matrix, transform_points, warp
 from binmark.heatmaps import HeatmapCodec
 
-__all__ = ["TopDownDataset", "IMAGENET_MEAN", "IMAGENET_STD", "normalize"]
+__all__ = ["TopDownDataset", "IMAGENET_MEAN", "IMAGENET_STD", "normalize", "collate", "META_EXTRAS"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+META_EXTRAS = ("head_size", "box_size", "bbox", "area", "yaw", "subset", "attributes", "image_id", "occluded")
 
 
 def normalize(
@@ -127,5 +130,14 @@ class TopDownDataset(Dataset):
             "keypoints": np.asarray(keypoints, dtype=np.float64),
             "visible": np.asarray(sample["visible"], dtype=bool),
         }
+        meta.update({k: sample[k] for k in META_EXTRAS if k in sample})
         image = normalize(crop, self.mean, self.std)
         return image, torch.from_numpy(heatmaps), torch.from_numpy(weights), meta
+
+
+def collate(
+    batch: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[dict[str, Any]]]:
+    """Stack images, heatmaps and weights; keep the per-sample ``meta`` dicts as a list."""
+    images, heatmaps, weights, metas = zip(*batch)
+    return torch.stack(images), torch.stack(heatmaps), torch.stack(weights), list(metas)

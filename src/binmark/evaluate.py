@@ -1,0 +1,267 @@
+"""``Evaluator``: run a model over a dataset, map predictions back to image pixels, report.
+
+For every sample it crops the box (no augmentation), runs the model (and, with the flip test, the
+model on the mirrored crop, averaged by :func:`binmark.heatmaps.flip_average`), decodes the final
+output with the codec, and maps the points back through the inverse crop. The report is the
+dataset's standard one, chosen from its skeleton's normalizer:
+
+======  =======================================================================================
+kind    report
+======  =======================================================================================
+pckh    MPII: PCKh@0.5 per group, Mean, Mean@0.1, PCKh AUC (needs ``head_size`` per sample)
+pck     LSP: PCK@0.2 with the torso normalizer, per group and Mean
+coco    COCO / custom: AP/AR from pycocotools on the dataset's annotation file (top-down on the
+        ground-truth boxes; instance score = mean keypoint score above 0.2, HRNet's rescoring)
+nme     faces: NME (%) with the benchmark's normalizer, AUC and failure rate at 0.08 and 0.10,
+        and per subset (300-W), attribute (WFLW) and yaw bin (AFLW2000-3D) where samples say
+======  =======================================================================================
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from binmark import metrics
+from binmark._registry import Registry
+from binmark.data.dataset import TopDownDataset, collate
+from binmark.data.skeletons import Skeleton
+from binmark.data.transforms import invert, transform_points
+from binmark.heatmaps import HeatmapCodec, flip_average
+
+__all__ = ["Predictions", "Report", "Evaluator", "REPORTS", "report_kind"]
+
+MPII_COLUMNS = ("head", "shoulder", "elbow", "wrist", "hip", "knee", "ankle", "mean")
+
+
+@dataclass
+class Predictions:
+    """Model predictions and ground truth, in the original images' pixels."""
+
+    coords: np.ndarray  # (N, K, 2)
+    scores: np.ndarray  # (N, K)
+    gt: np.ndarray  # (N, K, 2)
+    visible: np.ndarray  # (N, K) bool
+    meta: list[dict[str, Any]] = field(default_factory=list)
+
+    def extra(self, key: str, what: str) -> list[Any]:
+        """A per-sample extra (``head_size``, ``box_size`` …); an error naming it if absent."""
+        missing = [i for i, m in enumerate(self.meta) if key not in m]
+        if missing:
+            raise ValueError(f"{what} needs '{key}' for every sample; sample {missing[0]} has none")
+        return [m[key] for m in self.meta]
+
+
+@dataclass
+class Report:
+    """A dataset's standard report: headline ``metrics`` (floats) and ``details`` (arrays)."""
+
+    dataset: str
+    kind: str
+    metrics: dict[str, float]
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def table(self) -> str:
+        """The metrics as a two-row table (names over values)."""
+        names = list(self.metrics)
+        cells = [_fmt(self.metrics[n]) for n in names]
+        widths = [max(len(n), len(c)) for n, c in zip(names, cells)]
+        head = "  ".join(n.rjust(w) for n, w in zip(names, widths))
+        row = "  ".join(c.rjust(w) for c, w in zip(cells, widths))
+        return f"{self.dataset} ({self.kind})\n{head}\n{row}"
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: metrics and details (arrays as lists, NaN as None)."""
+        return {"dataset": self.dataset, "kind": self.kind, "metrics": _jsonable(self.metrics), "details": _jsonable(self.details)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _fmt(v: float) -> str:
+    return "nan" if v != v else f"{v:.2f}"
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (float, np.floating)):
+        return None if x != x else float(x)
+    if isinstance(x, (np.integer, np.bool_)):
+        return x.item()
+    return x
+
+
+ReportFn = Callable[[Predictions, Skeleton, str, dict[str, Any]], Report]
+REPORTS: Registry[ReportFn] = Registry("report")
+
+
+def report_kind(schema: Skeleton) -> str:
+    """The report a skeleton's benchmark uses (see the module docstring)."""
+    return {"head": "pckh", "torso": "pck", "area": "coco"}.get(schema.normalizer, "nme")
+
+
+@REPORTS.register("pckh")
+def _pckh_report(p: Predictions, schema: Skeleton, name: str, info: dict[str, Any]) -> Report:
+    heads = np.asarray(p.extra("head_size", "PCKh (MPII head boxes: gt_valid.mat)"), dtype=np.float64)
+    at05 = metrics.pckh(p.coords, p.gt, p.visible, heads, 0.5)
+    at01 = metrics.pckh(p.coords, p.gt, p.visible, heads, 0.1)
+    values = {k.capitalize(): at05[k] for k in MPII_COLUMNS}
+    values["Mean@0.1"] = at01["mean"]
+    values["AUC"] = metrics.pckh_auc(p.coords, p.gt, p.visible, heads)
+    return Report(name, "pckh", values, {"per_joint@0.5": at05["per_joint"], "per_joint@0.1": at01["per_joint"], "joints": list(schema.keypoints)})
+
+
+@REPORTS.register("pck")
+def _pck_report(p: Predictions, schema: Skeleton, name: str, info: dict[str, Any]) -> Report:
+    r = metrics.pck(p.coords, p.gt, p.visible, metrics.torso_size(p.gt, schema), 0.2, schema)
+    values = {k.capitalize(): r[k] for k in MPII_COLUMNS if k in r}
+    return Report(name, "pck", values, {"per_joint@0.2": r["per_joint"], "joints": list(schema.keypoints)})
+
+
+@REPORTS.register("coco")
+def _coco_report(p: Predictions, schema: Skeleton, name: str, info: dict[str, Any]) -> Report:
+    if "ann_file" not in info:
+        raise ValueError(f"COCO evaluation of {name!r} needs the dataset's annotation file (dataset.info['ann_file'])")
+    if schema.sigmas is None and schema.num_keypoints != 17:
+        raise ValueError(f"COCO AP for skeleton {schema.name!r} needs OKS sigmas: build it with Skeleton.from_coco(..., sigmas=[...])")
+    ids = p.extra("image_id", "COCO evaluation")
+    results = []
+    for i, image_id in enumerate(ids):
+        kp = np.concatenate([p.coords[i], p.scores[i, :, None]], axis=1)
+        results.append({"image_id": image_id, "category_id": int(info.get("category_id", 1)), "keypoints": kp.ravel().tolist()})
+    results = metrics.rescore(results, info.get("keypoint_score_threshold", 0.2))
+    if info.get("oks_nms") is not None:
+        results = metrics.oks_nms(results, info["oks_nms"], schema.sigmas)
+    stats = metrics.coco_keypoint_ap(results, info["ann_file"], schema.sigmas)
+    return Report(name, "coco", stats, {"results": results})
+
+
+def _face_norm(p: Predictions, schema: Skeleton) -> np.ndarray:
+    if schema.normalizer == "box":
+        return np.asarray(p.extra("box_size", "AFLW-19 NME"), dtype=np.float64)
+    kind = "bbox" if schema.normalizer == "bbox" else "inter_ocular"
+    return metrics.face_normalizer(p.gt, kind, schema, p.visible)
+
+
+@REPORTS.register("nme")
+def _nme_report(p: Predictions, schema: Skeleton, name: str, info: dict[str, Any]) -> Report:
+    errors = metrics.nme(p.coords, p.gt, _face_norm(p, schema), p.visible, schema)
+    values = {"NME": 100 * float(errors.mean())}
+    for t in (0.08, 0.10):
+        values[f"AUC@{t:g}"] = 100 * metrics.auc(errors, t)
+        values[f"FR@{t:g}"] = 100 * metrics.failure_rate(errors, t)
+    if all("subset" in m for m in p.meta):
+        for k, v in metrics.subset_means(errors, [m["subset"] for m in p.meta]).items():
+            values[f"NME[{k}]"] = 100 * v
+    if all("yaw" in m for m in p.meta):
+        for k, v in metrics.yaw_bin_means(errors, [m["yaw"] for m in p.meta]).items():
+            values[f"NME yaw {k}"] = 100 * v
+    if all("attributes" in m for m in p.meta):
+        for attr in p.meta[0]["attributes"]:
+            chosen = np.array([bool(m["attributes"][attr]) for m in p.meta])
+            values[f"NME[{attr}]"] = 100 * float(errors[chosen].mean()) if chosen.any() else float("nan")
+    return Report(name, "nme", values, {"errors": errors})
+
+
+class Evaluator:
+    """Evaluate models on one dataset.
+
+    Args:
+        samples: a dataset (``binmark.data.load`` / ``synthetic``): a sequence of sample dicts
+            with ``skeleton`` (and ``info``, ``name``) attributes.
+        codec: input/heatmap geometry and decoding (default 256 → 64, σ 2, "quarter").
+        flip_test: average with the mirrored crop's heatmaps.
+        batch_size, num_workers: DataLoader settings.
+        device: where the model runs.
+        padding: crop padding around each sample's box.
+        kind: report kind (default from the skeleton, see :func:`report_kind`).
+        output_activation: "sigmoid" for models trained with ``SigmoidCE`` (they output logits).
+        options: report options (``oks_nms`` threshold, ``category_id``, …) added to the
+            dataset's ``info``.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[dict[str, Any]],
+        codec: HeatmapCodec | None = None,
+        flip_test: bool = True,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        device: str | torch.device = "cpu",
+        padding: float = 1.25,
+        kind: str | None = None,
+        output_activation: str | None = None,
+        **options: Any,
+    ) -> None:
+        schema = getattr(samples, "skeleton", None)
+        if schema is None:
+            raise ValueError("Evaluator needs a dataset that carries its skeleton")
+        if output_activation not in (None, "sigmoid"):
+            raise ValueError(f"output_activation must be None or 'sigmoid', got {output_activation!r}")
+        self.samples = samples
+        self.schema: Skeleton = schema
+        self.codec = codec or HeatmapCodec()
+        self.flip_test = flip_test
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.device = torch.device(device)
+        self.padding = padding
+        self.kind = kind or report_kind(schema)
+        REPORTS.get(self.kind)
+        self.output_activation = output_activation
+        self.info = {**getattr(samples, "info", {}), **options}
+
+    def _heatmaps(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        out = model(images)
+        heatmaps = out[-1] if isinstance(out, (list, tuple)) else out
+        if self.output_activation == "sigmoid":
+            heatmaps = torch.sigmoid(heatmaps)
+        return heatmaps.float()
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module) -> Predictions:
+        """Run ``model`` (in eval mode, restored afterwards) over every sample."""
+        data = TopDownDataset(self.samples, self.codec, self.schema, padding=self.padding)
+        loader = DataLoader(data, self.batch_size, num_workers=self.num_workers, collate_fn=collate)
+        was_training = model.training
+        model.eval()
+        coords, scores, gt, vis, metas = [], [], [], [], []
+        try:
+            for images, _, _, meta in loader:
+                images = images.to(self.device)
+                heatmaps = self._heatmaps(model, images)
+                if self.flip_test:
+                    flipped = self._heatmaps(model, images.flip(-1))
+                    heatmaps = flip_average(heatmaps, flipped, self.schema.flip_permutation)
+                c, s = self.codec.decode(heatmaps.cpu())
+                for j, m in enumerate(meta):
+                    coords.append(transform_points(c[j].numpy(), invert(m["matrix"])))
+                    scores.append(s[j].numpy())
+                    gt.append(m["keypoints"])
+                    vis.append(m["visible"])
+                    metas.append(m)
+        finally:
+            model.train(was_training)
+        return Predictions(np.stack(coords), np.stack(scores), np.stack(gt), np.stack(vis), metas)
+
+    def report(self, predictions: Predictions) -> Report:
+        """The dataset's standard report for ``predictions``."""
+        name = getattr(self.samples, "name", self.schema.name)
+        return REPORTS.get(self.kind)(predictions, self.schema, name, self.info)
+
+    def __call__(self, model: nn.Module) -> Report:
+        return self.report(self.predict(model))
