@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install preview clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/binmark demo
+
+preview: $(STAMP)
+	$(BIN)/binmark data preview face --out preview_face.png
+	$(BIN)/binmark data preview pose --out preview_pose.png
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -56,6 +56,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from binmark.sizes import as_size
+
 __all__ = [
     "ENCODINGS",
     "DECODINGS",
@@ -71,13 +73,6 @@ ENCODINGS = ("subpixel", "integer")
 DECODINGS = ("argmax", "quarter", "dark", "soft")
 
 
-def _size(size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(size, int):
-        return size, size
-    w, h = size
-    return int(w), int(h)
-
-
 def target_weights(
     keypoints: np.ndarray, visible: np.ndarray, heatmap_size: int | Sequence[int], sigma: float
 ) -> np.ndarray:
@@ -89,7 +84,7 @@ def target_weights(
         heatmap_size: (w, h), or one int.
         sigma: Gaussian σ in heatmap pixels.
     """
-    w, h = _size(heatmap_size)
+    w, h = as_size(heatmap_size)
     kp = np.asarray(keypoints, dtype=np.float64)
     r = 3.0 * sigma
     inside = (kp[:, 0] + r >= 0) & (kp[:, 0] - r <= w - 1) & (kp[:, 1] + r >= 0) & (kp[:, 1] - r <= h - 1)
@@ -120,7 +115,7 @@ def encode(
         raise ValueError(f"heatmap encoding {method!r} is not one of {ENCODINGS}")
     if sigma <= 0:
         raise ValueError(f"heatmap sigma must be > 0, got {sigma}")
-    w, h = _size(heatmap_size)
+    w, h = as_size(heatmap_size)
     kp = np.asarray(keypoints, dtype=np.float64)
     weights = target_weights(kp, visible, (w, h), sigma)
     centres = np.floor(kp + 0.5) if method == "integer" else kp
@@ -306,8 +301,8 @@ class HeatmapCodec:
         encode: str = "subpixel",
         decode: str = "quarter",
     ) -> None:
-        self.input_size = _size(input_size)
-        self.heatmap_size = _size(heatmap_size)
+        self.input_size = as_size(input_size)
+        self.heatmap_size = as_size(heatmap_size)
         sx = self.input_size[0] / self.heatmap_size[0]
         sy = self.input_size[1] / self.heatmap_size[1]
         if abs(sx - sy) > 1e-9:

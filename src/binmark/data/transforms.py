@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from binmark.sizes import as_size
+
 __all__ = [
     "PIXEL_STD",
     "crop_matrix",
@@ -33,13 +35,6 @@ __all__ = [
 ]
 
 PIXEL_STD = 200.0
-
-
-def _as_size(size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(size, int):
-        return size, size
-    w, h = size
-    return int(w), int(h)
 
 
 def crop_matrix(
@@ -61,7 +56,7 @@ def crop_matrix(
     Returns:
         (2, 3) float64 matrix M with [x', y'] = M @ [x, y, 1].
     """
-    w, h = _as_size(output_size)
+    w, h = as_size(output_size)
     if scale <= 0 or not np.isfinite(scale):
         raise ValueError(f"crop scale must be a positive number, got {scale}")
     zoom = h / (scale * pixel_std)
@@ -103,7 +98,7 @@ def warp(
     border_value: int | tuple[int, ...] = 0,
 ) -> np.ndarray:
     """Resample ``image`` through ``matrix`` (bilinear, constant border) into ``output_size``."""
-    w, h = _as_size(output_size)
+    w, h = as_size(output_size)
     return cv2.warpAffine(
         image,
         np.asarray(matrix, dtype=np.float64),

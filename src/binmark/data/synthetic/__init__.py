@@ -70,3 +70,8 @@ def synthetic(kind: str, n: int, seed: int = 0, image_size: int = 256) -> Synthe
         image_size: side of the square images, px.
     """
     return SyntheticDataset(kind, n, seed, image_size)
+
+
+# The renderers register themselves under their kind.
+from binmark.data.synthetic import face as _face  # noqa: E402, F401
+from binmark.data.synthetic import pose as _pose  # noqa: E402, F401

@@ -6,6 +6,8 @@ Everything takes an explicit ``numpy.random.Generator`` so that a sample is a pu
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -32,17 +34,20 @@ def random_color(rng: np.random.Generator, low: int = 0, high: int = 256) -> tup
 
 
 def background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A cluttered background: a colour gradient, smooth noise, and random shapes and lines."""
+    """A cluttered background: a colour gradient, smooth noise, and random shapes and lines.
+
+    The gradient and the noise are smooth, so they are built on a coarse grid and upsampled.
+    """
     c0 = np.array(random_color(rng), dtype=np.float32)
     c1 = np.array(random_color(rng), dtype=np.float32)
     angle = rng.uniform(0, 2 * np.pi)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / max(size - 1, 1)
-    t = (np.cos(angle) * xx + np.sin(angle) * yy + 1.0) / 2.0
-    img = c0 * (1 - t[..., None]) + c1 * t[..., None]
-    noise = rng.normal(0, 1, size=(size // 16 + 2, size // 16 + 2, 3)).astype(np.float32)
-    noise = cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
-    img += noise * rng.uniform(5, 30)
-    img = np.clip(img, 0, 255).astype(np.uint8)
+    cells = size // 16 + 2
+    ramp = np.linspace(0.0, 1.0, cells, dtype=np.float32)
+    t = (np.cos(angle) * ramp[None, :] + np.sin(angle) * ramp[:, None] + 1.0) / 2.0
+    coarse = c0 + (c1 - c0) * t[..., None]
+    coarse += rng.standard_normal((cells, cells, 3), dtype=np.float32) * rng.uniform(5, 30)
+    img = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
+    img = np.clip(img, 0, 255, out=img).astype(np.uint8)
     for _ in range(int(rng.integers(3, 12))):
         color = random_color(rng)
         kind = rng.integers(0, 3)
@@ -87,11 +92,12 @@ def draw_occluders(
             half_l, half_w = r, r * rng.uniform(0.2, 0.6)
             corners = [c + sx * half_l * d + sy * half_w * n for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
             cv2.fillPoly(shape, [to_fixed(np.array(corners))], 255, cv2.LINE_8, SHIFT)
+        ys, xs = np.nonzero(shape)
+        if ys.size == 0:
+            continue
         color = np.array(random_color(rng), dtype=np.float32)
-        texture = rng.normal(0, rng.uniform(2, 20), size=(h, w, 1)).astype(np.float32)
-        region_mask = shape > 0
-        painted = np.clip(color + texture, 0, 255).astype(np.uint8)
-        img[region_mask] = painted[region_mask]
+        texture = rng.standard_normal((ys.size, 1), dtype=np.float32) * rng.uniform(2, 20)
+        img[ys, xs] = np.clip(color + texture, 0, 255).astype(np.uint8)
         mask |= shape
     return mask > 0
 
@@ -100,17 +106,33 @@ def apply_lighting(rng: np.random.Generator, img: np.ndarray, strength: float = 
     """Multiply by a smooth directional light field in [1 - strength, 1 + strength/2]."""
     h, w = img.shape[:2]
     angle = rng.uniform(0, 2 * np.pi)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    t = (np.cos(angle) * (xx / max(w - 1, 1) - 0.5) + np.sin(angle) * (yy / max(h - 1, 1) - 0.5)) + 0.5
-    gain = 1.0 - strength * rng.uniform(0.2, 1.0) * t
-    gain = gain * rng.uniform(0.8, 1.2)
-    return np.clip(img.astype(np.float32) * gain[..., None], 0, 255).astype(np.uint8)
+    xs = np.linspace(-0.5, 0.5, w, dtype=np.float32)
+    ys = np.linspace(-0.5, 0.5, h, dtype=np.float32)
+    t = np.cos(angle) * xs[None, :] + np.sin(angle) * ys[:, None] + 0.5
+    gain = (1.0 - strength * rng.uniform(0.2, 1.0) * t) * rng.uniform(0.8, 1.2)
+    out = img.astype(np.float32) * gain[..., None]
+    return np.clip(out, 0, 255, out=out).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=4)
+def _noise_bank(height: int, width: int) -> np.ndarray:
+    """Fixed unit Gaussian noise twice the image size (read-only), cut at random offsets."""
+    bank = np.random.default_rng(20261121).standard_normal((2 * height, 2 * width, 3), dtype=np.float32)
+    bank.flags.writeable = False
+    return bank
 
 
 def finish(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
-    """Camera effects: optional Gaussian blur, then sensor noise."""
+    """Camera effects: optional Gaussian blur, then sensor noise.
+
+    The noise is a window of a fixed noise bank at a random offset and strength: drawing fresh
+    Gaussian noise for every pixel cost more than the rest of a sample.
+    """
     if rng.random() < 0.5:
         sigma = rng.uniform(0.3, 1.5)
         img = cv2.GaussianBlur(img, (0, 0), sigma)
-    noise = rng.normal(0, rng.uniform(1, 8), size=img.shape).astype(np.float32)
-    return np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    h, w = img.shape[:2]
+    y, x = int(rng.integers(0, h + 1)), int(rng.integers(0, w + 1))
+    noisy = _noise_bank(h, w)[y : y + h, x : x + w] * np.float32(rng.uniform(1, 8))
+    noisy += img
+    return np.clip(noisy, 0, 255, out=noisy).astype(np.uint8)
