@@ -71,13 +71,6 @@ def test_wrong_arguments_exit_2_with_one_line(argv: list[str], reason: str) -> N
     assert "Traceback" not in result.stderr
 
 
-def test_demo_prints_real_and_binary_side_by_side(capsys) -> None:
-    assert main(["demo"]) == 0
-    out = capsys.readouterr().out
-    header = [line for line in out.splitlines() if "binary (bulat17)" in line and "real" in line]
-    assert header and "compression" in out
-
-
 def test_other_failures_exit_1_without_traceback(monkeypatch, capsys) -> None:
     import binmark.cli as cli
 

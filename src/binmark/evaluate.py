@@ -31,12 +31,12 @@ from torch.utils.data import DataLoader
 
 from binmark import metrics
 from binmark._registry import Registry
-from binmark.data.dataset import TopDownDataset, collate
+from binmark.data.dataset import META_EXTRAS, TopDownDataset, collate
 from binmark.data.skeletons import Skeleton
 from binmark.data.transforms import invert, transform_points
 from binmark.heatmaps import HeatmapCodec, flip_average
 
-__all__ = ["Predictions", "Report", "Evaluator", "REPORTS", "report_kind"]
+__all__ = ["Predictions", "Report", "Evaluator", "REPORTS", "report_kind", "mean_shape_baseline"]
 
 MPII_COLUMNS = ("head", "shoulder", "elbow", "wrist", "hip", "knee", "ankle", "mean")
 
@@ -265,3 +265,41 @@ class Evaluator:
 
     def __call__(self, model: nn.Module) -> Report:
         return self.report(self.predict(model))
+
+
+def mean_shape_baseline(
+    train_samples: Sequence[dict[str, Any]],
+    samples: Sequence[dict[str, Any]],
+    codec: HeatmapCodec,
+    padding: float = 1.25,
+    max_train: int = 500,
+) -> Predictions:
+    """The mean-shape baseline: every sample gets the training set's mean landmark layout in the
+    crop, mapped back to its image.
+
+    The mean is taken over the annotated points of the first ``max_train`` training samples, in
+    network-input pixels of their (unaugmented) crops. A model that does not beat this by a wide
+    margin has learned nothing about the image.
+    """
+    schema = getattr(samples, "skeleton", None) or train_samples.skeleton  # type: ignore[attr-defined]
+    crops = TopDownDataset(train_samples, codec, schema, padding=padding)
+    total = np.zeros((schema.num_keypoints, 2))
+    count = np.zeros((schema.num_keypoints, 1))
+    for i in range(min(max_train, len(train_samples))):
+        sample = train_samples[i]
+        m, _ = crops.crop_matrix(sample)
+        vis = np.asarray(sample["visible"], bool)[:, None]
+        total += np.where(vis, transform_points(sample["keypoints"], m), 0.0)
+        count += vis
+    mean = total / np.maximum(count, 1)
+    target = TopDownDataset(samples, codec, schema, padding=padding)
+    coords, gt, vis, metas = [], [], [], []
+    for i in range(len(samples)):
+        sample = samples[i]
+        m, _ = target.crop_matrix(sample)
+        coords.append(transform_points(mean, invert(m)))
+        gt.append(np.asarray(sample["keypoints"], dtype=np.float64))
+        vis.append(np.asarray(sample["visible"], dtype=bool))
+        metas.append({k: sample[k] for k in META_EXTRAS if k in sample})
+    n = len(coords)
+    return Predictions(np.stack(coords), np.ones((n, schema.num_keypoints)), np.stack(gt), np.stack(vis), metas)

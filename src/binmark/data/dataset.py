@@ -98,6 +98,12 @@ class TopDownDataset(Dataset):
             return max(bh, bw * h_in / w_in) / PIXEL_STD
         return float(sample["scale"])
 
+    def crop_matrix(self, sample: dict[str, Any], draw: AugmentDraw = AugmentDraw()) -> tuple[np.ndarray, float]:
+        """(2×3 image → input matrix, box scale) of a sample's crop under an augmentation draw
+        (default: none). The flip is not included."""
+        scale = self._box_scale(sample) * self.padding * draw.scale
+        return crop_matrix(sample["center"], scale, self.codec.input_size, draw.rotation), scale
+
     def _draw(self, index: int) -> AugmentDraw:
         if self.augment is None:
             return AugmentDraw()
@@ -106,9 +112,8 @@ class TopDownDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         sample = self.samples[index]
         draw = self._draw(index)
-        scale = self._box_scale(sample) * self.padding * draw.scale
         size = self.codec.input_size
-        matrix = crop_matrix(sample["center"], scale, size, draw.rotation)
+        matrix, scale = self.crop_matrix(sample, draw)
         keypoints, visible = sample["keypoints"], sample["visible"]
         points = transform_points(keypoints, matrix)
         if draw.flip:

@@ -1,0 +1,112 @@
+"""Strict configs: unknown keys, wrong types, overrides, and every shipped recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from binmark import models
+from binmark.train.build import architecture, build_augment, build_loss, dataset_skeleton
+from binmark.train.config import Config, load_config
+from binmark.train.schedule import learning_rate
+from binmark.data import skeleton
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml"))
+
+
+def test_defaults_are_valid() -> None:
+    cfg = load_config()
+    assert isinstance(cfg, Config) and cfg.model.name == "hourglass" and cfg.optim.name == "rmsprop"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.epoch=3"], "unknown config key 'train.epoch'; did you mean 'epochs'"),
+        (["trian={epochs: 3}"], "unknown config key 'trian'; did you mean 'train'"),
+        (["data.augment={rotation: 10}"], None),  # caught when the augmentation is built
+        (["train.epochs=three"], "config key 'train.epochs' = 'three' is not int or NoneType"),
+        (["optim.name=lamb"], "config key 'optim.name' = 'lamb'; choose one of: rmsprop, adam, sgd"),
+        (["train.batch_size=8.5"], "config key 'train.batch_size' must be int"),
+        (["stages=[]"], "'stages' is empty"),
+        (["stages=[{name: a, epochs: 1}]"], "with 'stages', set train.epochs to null"),
+        (["train.epochs=null", "stages=[{name: a}, {name: a}]"], "stage names must be unique"),
+        (["train.epochs"], "is not KEY=VALUE"),
+    ],
+)
+def test_config_errors_name_the_key(overrides: list[str], message: str | None) -> None:
+    if message is None:
+        cfg = load_config(None, overrides)
+        with pytest.raises(ValueError, match="unknown config key 'data.augment.rotation'"):
+            build_augment(cfg.data)
+        return
+    with pytest.raises(ValueError, match=message):
+        load_config(None, overrides)
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="config file .*nope.yaml does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ValueError, match="bad.yaml is not valid YAML"):
+        load_config(bad)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("model:\n  nmae: hourglass\n")
+    with pytest.raises(ValueError, match="typo.yaml: unknown config key 'model.nmae'; did you mean 'name'"):
+        load_config(typo)
+
+
+def test_overrides_parse_yaml_values() -> None:
+    cfg = load_config(None, ["train.epochs=3", "optim.lr=1e-3", "model.options={width: 32}", "data.augment=null", "schedule.gamma=[0.1, 0.5]"])
+    assert cfg.train.epochs == 3 and cfg.optim.lr == 1e-3 and cfg.model.options == {"width": 32}
+    assert cfg.data.augment is None and cfg.schedule.gamma == [0.1, 0.5]
+
+
+def test_quant_belongs_in_model_quant() -> None:
+    cfg = load_config(None, ["model.options={quant: xnor}"])
+    with pytest.raises(ValueError, match="put the quant preset in model.quant"):
+        architecture(cfg, skeleton("300w"), "real")
+
+
+def test_loss_options_are_checked() -> None:
+    cfg = load_config(None, ["loss.name=awing", "loss.options={omgea: 3}"])
+    with pytest.raises(ValueError, match="loss.options do not fit loss 'awing'"):
+        build_loss(cfg.loss)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_recipes_validate_and_build(path: Path) -> None:
+    cfg = load_config(path)
+    stages = cfg.stages or [None]
+    for stage in stages:
+        quant = stage.quant if stage is not None else cfg.model.quant
+        k = cfg.model.num_keypoints or dataset_skeleton(cfg.data).num_keypoints
+        models.build(cfg.model.name, k, **cfg.model.options, quant=quant)
+    build_loss(cfg.loss)
+    build_augment(cfg.data)
+
+
+class TestSchedule:
+    def _lr(self, overrides: list[str], step: int, spe: int = 10, total: int = 100) -> float:
+        cfg = load_config(None, overrides)
+        return learning_rate(cfg.schedule, 1.0, step, spe, total)
+
+    def test_constant_and_warmup(self) -> None:
+        assert self._lr([], 57) == 1.0
+        assert self._lr(["schedule.warmup_epochs=1"], 4) == pytest.approx(0.5)
+        assert self._lr(["schedule.warmup_epochs=1"], 10) == 1.0
+
+    def test_step_and_multistep(self) -> None:
+        assert self._lr(["schedule.name=step", "schedule.step_size=2", "schedule.gamma=0.5"], 45) == pytest.approx(0.25)
+        fan = ["schedule.name=multistep", "schedule.milestones=[5, 7, 9]", "schedule.gamma=[0.4, 0.5, 0.2]"]
+        assert [self._lr(fan, s) for s in (49, 50, 70, 95)] == pytest.approx([1.0, 0.4, 0.2, 0.04])
+        with pytest.raises(ValueError, match="lists 3 factors for 2 milestones"):
+            self._lr(["schedule.name=multistep", "schedule.milestones=[1, 2]", "schedule.gamma=[1, 2, 3]"], 5)
+
+    def test_cosine(self) -> None:
+        c = ["schedule.name=cosine", "schedule.min_lr=0.1"]
+        assert self._lr(c, 0) == pytest.approx(1.0)
+        assert self._lr(c, 50) == pytest.approx(0.55)
+        assert self._lr(c, 100) == pytest.approx(0.1)

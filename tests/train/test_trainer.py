@@ -1,0 +1,197 @@
+"""The trainer: a tiny run end to end, stages, distillation, NaN stop, refusal of foreign
+checkpoints, and kill-and-resume equality."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from binmark.train import Trainer, TrainingDiverged, load_config
+from binmark.train.build import model_from_checkpoint
+from binmark.train.checkpoint import load_checkpoint
+from binmark.train.trainer import EpochBatches
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_epoch_batches_split_global_batches_between_ranks() -> None:
+    one = list(EpochBatches(10, 2, (0, 0, 0)))
+    assert len(one) == 5 and sorted(i for b in one for i in b) == list(range(10))
+    r0 = list(EpochBatches(10, 2, (0, 0, 0), rank=0, world=2))
+    r1 = list(EpochBatches(10, 2, (0, 0, 0), rank=1, world=2))
+    assert len(r0) == len(r1) == 2  # 10 // (2·2): the partial global batch is dropped
+    assert [a + b for a, b in zip(r0, r1)] == [one[0] + one[1], one[2] + one[3]]
+    assert list(EpochBatches(10, 2, (0, 0, 0), start=3)) == one[3:]
+    assert list(EpochBatches(10, 2, (0, 0, 1))) != one  # another epoch, another order
+
+
+def test_tiny_run_end_to_end(tiny: list[str], tmp_path: Path) -> None:
+    cfg = load_config(None, tiny)
+    report = Trainer(cfg).fit()
+    run = tmp_path / "run"
+    assert {"last.pt", "best.pt", "main.pt", "log.jsonl"} <= {p.name for p in run.iterdir()}
+    assert (run / "tb").is_dir()
+    assert report is not None and report.kind == "nme" and "NME" in report.metrics
+    records = _records(run)
+    assert records[0]["event"] == "config" and records[0]["config"]["model"]["quant"] == "bulat17"
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert len(losses) == 12 and all(l > 0 for l in losses)  # 2 epochs × 48 // 8 steps
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["position"] == {"stage": 0, "epoch": 2, "batch": 0, "step": 12}
+    assert ckpt["arch"]["quant"]["weight_bits"] == 1 and ckpt["best"]["metric"] == "NME"
+    # latent binary weights stay in [-1, 1]
+    model, _ = model_from_checkpoint(run / "last.pt")
+    assert model.stem.block1.conv1.conv.weight.abs().max() <= 1.0
+
+
+def test_stages_start_from_the_previous_stage(tiny: list[str], tmp_path: Path) -> None:
+    stages = "stages=[{name: real, epochs: 1, quant: real}, {name: binary, epochs: 1, quant: bulat17, lr: 0.0}]"
+    cfg = load_config(None, tiny + ["train.epochs=null", stages])
+    Trainer(cfg).fit()
+    run = tmp_path / "run"
+    real, binary = load_checkpoint(run / "real.pt"), load_checkpoint(run / "binary.pt")
+    assert real["arch"]["quant"]["weight_bits"] == 32 and binary["arch"]["quant"]["weight_bits"] == 1
+    # with lr 0 the binary stage keeps the real stage's weights (BN statistics still move)
+    for key, value in real["model"].items():
+        if key.endswith("weight") and value.dim() == 4:
+            assert torch.equal(value, binary["model"][key]), key
+    assert binary["position"]["stage"] == 1
+
+
+def test_distillation_from_a_teacher(tiny: list[str], tmp_path: Path) -> None:
+    teacher = load_config(None, tiny + ["model.quant=real", "train.epochs=1", f"output_dir={tmp_path / 'teacher'}"])
+    Trainer(teacher).fit()
+    student = load_config(None, tiny + ["train.epochs=1", "loss.name=awing", f"loss.distill={{teacher: {tmp_path / 'teacher' / 'last.pt'}, kl_weight: 2.0}}"])
+    report = Trainer(student).fit()
+    assert report is not None and report.metrics["NME"] > 0
+
+
+def test_nan_loss_stops_with_a_clear_message(tiny: list[str], tmp_path: Path) -> None:
+    cfg = load_config(None, tiny + ["optim.lr=1e30", "train.clip_binary_weights=false", "model.quant=real", "train.checkpoint_every=1"])
+    with pytest.raises(TrainingDiverged, match=r"the loss became (nan|inf) .* the last good checkpoint is .*last.pt"):
+        Trainer(cfg).fit()
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_resume_refuses_another_config(tiny: list[str], tmp_path: Path) -> None:
+    Trainer(load_config(None, tiny + ["train.epochs=1"])).fit()
+    changed = load_config(None, tiny + ["train.epochs=1", "model.options={stacks: 2, depth: 2, width: 32, block: hpm}"])
+    with pytest.raises(ValueError, match=r"another config; it differs in: model.options.width: 16 != 32"):
+        Trainer(changed, resume=True)
+    # runtime-only keys may change
+    Trainer(load_config(None, tiny + ["train.epochs=1", "train.log_every=5"]), resume=True)
+
+
+def test_corrupted_checkpoint_is_refused(tiny: list[str], tmp_path: Path) -> None:
+    Trainer(load_config(None, tiny + ["train.epochs=1"])).fit()
+    last = tmp_path / "run" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="cannot be loaded safely"):
+        load_checkpoint(last)
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "binmark.cli", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _config_file(path: Path, overrides: list[str]) -> Path:
+    """Write the config that ``overrides`` describe as YAML (what a user would pass)."""
+    import yaml
+
+    from binmark.train.config import config_to_dict
+
+    path.write_text(yaml.safe_dump(config_to_dict(load_config(None, overrides))))
+    return path
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_run_ends_with_the_same_weights(tiny: list[str], tmp_path: Path) -> None:
+    common = [o for o in tiny if not o.startswith(("output_dir", "train.epochs", "data.train"))]
+    common += ["train.epochs=3", "data.train={size: 96, seed: 0}", "train.checkpoint_every=4", "train.eval_every=0"]
+    cfg = str(_config_file(tmp_path / "cfg.yaml", common))
+    straight = _cli("train", cfg, "--output-dir", str(tmp_path / "a"))
+    assert straight.wait(timeout=600) == 0, straight.stdout.read()
+    # the same run, killed with SIGKILL once its first checkpoint exists, then resumed
+    victim = _cli("train", cfg, "--output-dir", str(tmp_path / "b"))
+    last = tmp_path / "b" / "last.pt"
+    deadline = time.time() + 300
+    while not last.exists() and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert victim.poll() is None, "the run ended before it could be killed"
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    killed_at = load_checkpoint(last)["position"]["step"]
+    assert 0 < killed_at < 36
+    resumed = _cli("train", cfg, "--output-dir", str(tmp_path / "b"), "--resume")
+    assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert a["position"] == b["position"] and a["position"]["step"] == 36
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert any(r.get("event") == "resume" for r in _records(tmp_path / "b"))
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_stay_in_sync(tiny: list[str], tmp_path: Path) -> None:
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cfg = _config_file(tmp_path / "cfg.yaml", tiny + ["train.epochs=1"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "binmark.cli", "train",
+         str(cfg), "--output-dir", str(tmp_path / "ddp")],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = _records(tmp_path / "ddp")
+    sync = [r for r in records if r.get("event") == "replicas"]
+    assert sync and all(r["in_sync"] and r["world_size"] == 2 for r in sync)
+    losses = [r for r in records if "loss" in r]
+    assert len(losses) == 3  # 48 // (8 × 2 ranks) steps, logged once (rank 0)
+    evals = [r for r in records if "val/NME" in r]
+    assert evals and evals[-1]["val/samples"] == 8  # both ranks' halves gathered
+
+
+def test_shipped_demo_recipe_is_the_demo(tmp_path: Path) -> None:
+    from binmark.train.demo import demo_config
+
+    from_file = load_config(Path(__file__).resolve().parents[2] / "configs/synthetic/face_hpm_binary.yaml", [f"output_dir={tmp_path / 'run'}"])
+    assert from_file == demo_config(tmp_path)
+
+
+def test_demo_reports_failure_when_the_model_does_not_beat_the_baseline(tmp_path: Path, capsys) -> None:
+    from binmark.train.demo import run_demo
+
+    tiny = {
+        "model": {"options": {"stacks": 1, "depth": 2, "width": 16, "block": "hpm"}},
+        "data": {"train": {"size": 16, "seed": 0}, "val": {"size": 8, "seed": 1}, "num_workers": 0},
+        "train": {"batch_size": 8, "log_every": 1},
+        "stages": [{"name": "binary", "epochs": 1, "quant": "bulat17", "lr": 0.0}],
+    }
+    code = run_demo(tmp_path, tiny)
+    out = capsys.readouterr().out
+    assert code == 1 and "FAILED" in out  # an untrained model cannot beat the mean shape
+    assert {"report.md", "ced.png", "predictions.png", "report.json", "config.yaml"} <= {p.name for p in tmp_path.iterdir()}
+    assert "does not beat the mean-shape baseline" in (tmp_path / "report.md").read_text()
+    summary = json.loads((tmp_path / "report.json").read_text())
+    assert summary["model"]["NME"] > summary["mean_shape"]["NME"] * 0.6
+
+
+def test_eval_command_prints_and_writes_the_report(tiny: list[str], tmp_path: Path) -> None:
+    Trainer(load_config(None, tiny + ["train.epochs=1"])).fit()
+    cfg = _config_file(tmp_path / "cfg.yaml", tiny + ["train.epochs=1"])
+    out = tmp_path / "eval.json"
+    proc = subprocess.run([sys.executable, "-m", "binmark.cli", "eval", str(cfg), "--checkpoint", str(tmp_path / "run" / "last.pt"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "NME" in proc.stdout and json.loads(out.read_text())["kind"] == "nme"
