@@ -195,3 +195,16 @@ def test_eval_command_prints_and_writes_the_report(tiny: list[str], tmp_path: Pa
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "NME" in proc.stdout and json.loads(out.read_text())["kind"] == "nme"
+
+
+def test_ema_grad_clip_and_sgd(tiny: list[str], tmp_path: Path) -> None:
+    cfg = load_config(None, tiny + ["train.epochs=1", "train.ema=0.5", "optim.name=sgd", "optim.momentum=0.9", "optim.lr=0.01", "optim.grad_clip=0.1"])
+    Trainer(cfg).fit()
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["ema"] is not None and set(ckpt["ema"]) == set(ckpt["model"])
+    # the EMA weights trail the trained ones, and evaluation/export use them
+    key = "stem.conv.weight"
+    assert not torch.equal(ckpt["ema"][key], ckpt["model"][key])
+    model, _ = model_from_checkpoint(tmp_path / "run" / "last.pt")
+    assert torch.equal(model.state_dict()[key], ckpt["ema"][key])
+    assert "momentum_buffer" in str(ckpt["optimizer"]["state"][0].keys())

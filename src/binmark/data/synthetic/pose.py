@@ -104,6 +104,8 @@ _HAIR = np.array([(20, 15, 10), (60, 40, 25), (110, 75, 40), (200, 170, 110), (1
 
 
 class _LimbSpec(NamedTuple):
+    """Joint-angle limits of one kind of two-segment limb (see :func:`_limb`)."""
+
     azimuth: tuple[float, ...]  # degrees: −90 back, 0 out, 90 forward, 180 across the body
     max_elevation: tuple[float, ...]  # degrees from hanging down, at each azimuth knot
     bend_towards: tuple[float, float, float]  # direction the lower segment bends, limb hanging
@@ -144,6 +146,7 @@ def _rot(axis: int, degrees: float) -> np.ndarray:
 
 
 def _clipped_normal(rng: np.random.Generator, mean: float, std: float, low: float, high: float) -> float:
+    """A normal draw clipped to [low, high]."""
     return float(np.clip(rng.normal(mean, std), low, high))
 
 
@@ -303,6 +306,7 @@ def _place(rng: np.random.Generator, box: np.ndarray, size: int) -> tuple[float,
 
 
 def _fixed(p: np.ndarray) -> tuple[int, int]:
+    """One (x, y) point in cv2 fixed point, as the int tuple cv2's point arguments take."""
     x, y = to_fixed(p)
     return int(x), int(y)
 
