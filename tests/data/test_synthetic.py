@@ -1,5 +1,5 @@
-"""The procedural synthetic datasets: determinism, fields, the face shape model, body kinematics,
-visibility."""
+"""Both synthetic kinds: determinism, fields, errors, DataLoader workers. The renderers' own
+models are tested in test_synthetic_face.py and test_synthetic_pose.py."""
 
 from __future__ import annotations
 
@@ -10,23 +10,9 @@ from torch.utils.data import DataLoader
 
 from binmark.data import TopDownDataset, skeleton, synthetic
 from binmark.data.dataset import collate
-from binmark.data.synthetic.face import face_geometry, mean_shape, random_params
-from binmark.data.synthetic.pose import BONE_LENGTHS, LENGTH_JITTER, sample_body
 from binmark.heatmaps import HeatmapCodec
 
 KINDS = {"face": ("300w", 68), "pose": ("mpii", 16)}
-
-
-@pytest.fixture(scope="module")
-def faces():
-    ds = synthetic("face", 60, seed=3)
-    return ds, [ds[i] for i in range(len(ds))]
-
-
-@pytest.fixture(scope="module")
-def poses():
-    ds = synthetic("pose", 80, seed=3)
-    return ds, [ds[i] for i in range(len(ds))]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -62,108 +48,6 @@ def test_errors() -> None:
         synthetic("face", 3, image_size=16)
     with pytest.raises(IndexError, match="out of range for 3 samples"):
         synthetic("face", 3)[3]
-
-
-class TestFaces:
-    def test_mean_shape_is_mirror_symmetric(self) -> None:
-        m = mean_shape()
-        mirrored = m[skeleton("300w").flip_permutation] * [-1, 1]
-        np.testing.assert_allclose(mirrored, m, atol=1e-6)
-
-    def test_landmark_layout(self) -> None:
-        m = mean_shape()
-        assert m[8, 1] == m[:17, 1].max()  # the chin is the lowest jaw point
-        assert m[36, 0] < m[39, 0] < m[42, 0] < m[45, 0]  # eye corners left to right
-        assert m[19, 1] < m[37, 1] < m[30, 1] < m[51, 1] < m[57, 1] < m[8, 1]  # brow, eye, nose, lips, chin
-
-    def test_fields_and_inter_ocular(self, faces) -> None:
-        _, samples = faces
-        for s in samples:
-            assert s["visible"].all()  # 300-W annotates every point
-            assert s["inter_ocular"] == pytest.approx(np.linalg.norm(s["keypoints"][36] - s["keypoints"][45]))
-            lo, hi = s["keypoints"].min(0), s["keypoints"].max(0)
-            np.testing.assert_allclose(s["center"], (lo + hi) / 2)
-            assert s["scale"] == pytest.approx((hi - lo).max() / 200)
-            assert (s["keypoints"] >= 0).all() and (s["keypoints"] <= 255).all()
-
-    def test_shapes_vary(self, faces) -> None:
-        _, samples = faces
-        shapes = []
-        for s in samples:
-            kp = s["keypoints"] - s["keypoints"].mean(0)
-            shapes.append(kp / np.linalg.norm(kp))
-        assert np.std(np.stack(shapes), axis=0).mean() > 0.01
-        sizes = np.array([s["scale"] * 200 for s in samples])
-        assert sizes.min() < 0.5 * 256 < sizes.max()
-
-    def test_some_faces_are_occluded(self, faces) -> None:
-        _, samples = faces
-        rate = np.mean([s["occluded"].any() for s in samples])
-        assert 0.05 < rate < 0.6
-
-    def test_expressions_move_the_mouth(self) -> None:
-        rng = np.random.default_rng(0)
-        gaps = [face_geometry(random_params(rng))[0][66, 1] - face_geometry(random_params(rng))[0][62, 1] for _ in range(50)]
-        assert min(gaps) < 0.05 and max(gaps) > 0.15
-
-    def test_landmarks_sit_on_drawn_features(self, faces) -> None:
-        # eye corners and the mouth differ from the skin around them: pixels there are not flat
-        _, samples = faces
-        contrast = []
-        for s in samples:
-            img = s["image"].astype(float).mean(axis=2)
-            x, y = np.round(s["keypoints"][48]).astype(int)  # a mouth corner
-            patch = img[max(y - 3, 0) : y + 4, max(x - 3, 0) : x + 4]
-            contrast.append(patch.std())
-        assert np.median(contrast) > 5
-
-
-class TestPoses:
-    def test_bone_lengths_and_symmetry(self) -> None:
-        rng = np.random.default_rng(1)
-        for _ in range(100):
-            body = sample_body(rng)
-            p = body.points
-            thigh_r, thigh_l = np.linalg.norm(p[2] - p[1]), np.linalg.norm(p[3] - p[4])
-            assert thigh_r == pytest.approx(thigh_l) and thigh_r == pytest.approx(body.lengths["thigh"])
-            for name, (a, b) in {"shin": (1, 0), "upper_arm": (12, 11), "forearm": (11, 10)}.items():
-                length = np.linalg.norm(p[a] - p[b])
-                mean = BONE_LENGTHS[name]
-                assert mean * (1 - LENGTH_JITTER) - 1e-9 <= length <= mean * (1 + LENGTH_JITTER) + 1e-9
-
-    def test_joint_angle_limits(self) -> None:
-        rng = np.random.default_rng(2)
-        bends, backward = [], []
-        for _ in range(300):
-            p = sample_body(rng).points
-            for root, mid, end in ((2, 1, 0), (3, 4, 5), (12, 11, 10), (13, 14, 15)):
-                upper = (p[mid] - p[root]) / np.linalg.norm(p[mid] - p[root])
-                lower = (p[end] - p[mid]) / np.linalg.norm(p[end] - p[mid])
-                bends.append(np.degrees(np.arccos(np.clip(upper @ lower, -1, 1))))
-                if root in (2, 3) and upper[1] < -0.95:  # a hanging thigh: the knee bends backwards
-                    backward.append(lower[2] - upper[2])
-        assert max(bends) <= 150.0 + 1e-6 and min(bends) < 10 and max(bends) > 100
-        assert len(backward) > 50 and max(backward) <= 1e-9 and min(backward) < -0.3
-
-    def test_fields_and_head_size(self, poses) -> None:
-        _, samples = poses
-        for s in samples:
-            kp, vis = s["keypoints"], s["visible"]
-            assert s["head_size"] > 0
-            head_len = np.linalg.norm(kp[9] - kp[8])
-            assert s["head_size"] >= head_len - 1e-6  # the head box encloses neck-to-top
-            inside = (kp >= 0).all(1) & (kp <= 255).all(1)
-            assert not (vis & ~inside).any()  # visible joints are in the image
-            x, y, w, h = s["bbox"]
-            assert s["scale"] == pytest.approx(max(w, h) / 200)
-
-    def test_visibility_statistics(self, poses) -> None:
-        _, samples = poses
-        vis = np.stack([s["visible"] for s in samples])
-        assert 0.6 < vis.mean() < 0.98  # most joints visible, some hidden
-        assert (~vis).any(axis=1).mean() > 0.2  # many samples hide at least one joint
-        sizes = np.array([s["scale"] for s in samples]) * 200
-        assert sizes.min() > 0.3 * 256 and sizes.max() <= 0.95 * 256 * 1.0 + 1
 
 
 @pytest.mark.slow

@@ -24,34 +24,6 @@ def test_registered_with_the_300w_skeleton() -> None:
     assert synthetic("face", 1).skeleton.name == "300w"
 
 
-def test_same_seed_and_index_give_identical_samples() -> None:
-    a, b = synthetic("face", 3, seed=7)[1], synthetic("face", 3, seed=7)[1]
-    assert a["image"].tobytes() == b["image"].tobytes()
-    np.testing.assert_array_equal(a["keypoints"], b["keypoints"])
-    np.testing.assert_array_equal(a["occluded"], b["occluded"])
-    c = synthetic("face", 3, seed=7)[2]
-    assert a["image"].tobytes() != c["image"].tobytes()
-    assert not np.allclose(a["keypoints"], c["keypoints"])
-
-
-@pytest.mark.parametrize("size", [32, 64, 256])
-def test_fields_have_the_documented_shapes_and_types(size: int) -> None:
-    s = synthetic("face", 2, seed=1, image_size=size)[0]
-    assert s["image"].shape == (size, size, 3) and s["image"].dtype == np.uint8
-    assert s["keypoints"].shape == (68, 2) and s["keypoints"].dtype == np.float64
-    for key in ("visible", "occluded"):
-        assert s[key].shape == (68,) and s[key].dtype == np.bool_
-    assert s["visible"].all()
-    assert s["center"].shape == (2,) and s["center"].dtype == np.float64
-    assert s["bbox"].shape == (4,) and s["bbox"].dtype == np.float64
-    assert isinstance(s["scale"], float) and isinstance(s["inter_ocular"], float)
-    kp = s["keypoints"]
-    lo, hi = kp.min(0), kp.max(0)
-    np.testing.assert_allclose(s["bbox"], [*lo, *(hi - lo)])
-    np.testing.assert_allclose(s["center"], (lo + hi) / 2)
-    assert s["scale"] == pytest.approx((hi - lo).max() / 200)
-
-
 def test_keypoints_lie_inside_the_image(samples: list[dict]) -> None:
     inside = [((s["keypoints"] >= 0) & (s["keypoints"] <= 127)).all() for s in samples]
     assert np.mean(inside) >= 0.95

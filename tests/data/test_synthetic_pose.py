@@ -30,29 +30,6 @@ def bodies() -> list[pose.Body]:
     return [pose.sample_body(np.random.default_rng([SEED, i])) for i in range(150)]
 
 
-def test_deterministic_per_seed_and_index() -> None:
-    a, b = synthetic("pose", 4, seed=5), synthetic("pose", 4, seed=5)
-    for i in range(4):
-        assert a[i]["image"].tobytes() == b[i]["image"].tobytes()
-        np.testing.assert_array_equal(a[i]["keypoints"], b[i]["keypoints"])
-        np.testing.assert_array_equal(a[i]["visible"], b[i]["visible"])
-    assert a[0]["image"].tobytes() != a[1]["image"].tobytes()
-    assert not np.array_equal(a[0]["keypoints"], a[1]["keypoints"])
-    direct = pose.render_pose(np.random.default_rng([5, 2]), 256)
-    assert direct["image"].tobytes() == a[2]["image"].tobytes()
-
-
-@pytest.mark.parametrize("size", [64, 256])
-def test_fields(size: int) -> None:
-    s = synthetic("pose", 2, seed=1, image_size=size)[1]
-    assert s["image"].shape == (size, size, 3) and s["image"].dtype == np.uint8
-    assert s["keypoints"].shape == (16, 2) and s["keypoints"].dtype == np.float64
-    assert s["visible"].shape == (16,) and s["visible"].dtype == bool
-    assert s["center"].shape == (2,) and s["center"].dtype == np.float64
-    assert s["bbox"].shape == (4,) and s["bbox"].dtype == np.float64
-    assert isinstance(s["scale"], float) and isinstance(s["head_size"], float)
-
-
 def test_bone_lengths_symmetric_and_in_range(bodies) -> None:
     for body in bodies:
         p = body.points
@@ -143,3 +120,18 @@ def test_incident_parts() -> None:
     assert set(np.nonzero(adjacent[ankle])[0]) == {pose.R_SHIN}
     assert not adjacent[:, 0].any()  # background never shows a joint
     assert adjacent.any(axis=1).all()
+
+
+def test_joint_angle_limits() -> None:
+    rng = np.random.default_rng(2)
+    bends, backward = [], []
+    for _ in range(300):
+        p = pose.sample_body(rng).points
+        for root, mid, end in ((2, 1, 0), (3, 4, 5), (12, 11, 10), (13, 14, 15)):
+            upper = (p[mid] - p[root]) / np.linalg.norm(p[mid] - p[root])
+            lower = (p[end] - p[mid]) / np.linalg.norm(p[end] - p[mid])
+            bends.append(np.degrees(np.arccos(np.clip(upper @ lower, -1, 1))))
+            if root in (2, 3) and upper[1] < -0.95:  # a hanging thigh: the knee bends backwards
+                backward.append(lower[2] - upper[2])
+    assert max(bends) <= 150.0 + 1e-6 and min(bends) < 10 and max(bends) > 100
+    assert len(backward) > 50 and max(backward) <= 1e-9 and min(backward) < -0.3

@@ -129,3 +129,17 @@ def test_round_ste_identity_gradient() -> None:
     y = round_ste(x)
     y.sum().backward()
     assert y.tolist() == [0.0, 2.0] and x.grad.tolist() == [1.0, 1.0]
+
+
+def test_wage_weight_scales_into_the_grid() -> None:
+    from binmark.quant import WageWeight, wage_weight
+
+    w = torch.linspace(-0.029, 0.029, 1001)  # a fresh CU-Net 3×3 layer's range
+    assert wage_quantize(w, 4).unique().tolist() == [0.0]  # unscaled, as the official code: all 0
+    q = wage_weight(w, 4)
+    # s = 2^⌈log2 0.029⌉ = 2^-5: w/s spans ±0.93, clipped to ±0.875, on a 1/8 grid → 15 levels
+    assert q.unique().numel() == 2**4 - 1
+    assert q.abs().max() == 0.875 * 2.0**-5 and WageWeight(4).bits == 4
+    w = w.clone().requires_grad_(True)
+    wage_weight(w, 4).sum().backward()
+    assert (w.grad == 1).all()  # nothing clipped: |w / s| < 1

@@ -23,6 +23,7 @@ from binmark.quant.kbit import (
     DoReFaAct,
     DoReFaWeight,
     WageQuant,
+    WageWeight,
     dorefa_act,
     dorefa_weight,
     round_ste,
@@ -30,6 +31,7 @@ from binmark.quant.kbit import (
     wage_clip,
     wage_quantize,
     wage_round,
+    wage_weight,
 )
 from binmark.quant.react import RPReLU, RSign
 from binmark.quant.sign import (
@@ -66,6 +68,7 @@ __all__ = [
     "SwishSign",
     "TernaryWeight",
     "WageQuant",
+    "WageWeight",
     "approx_sign",
     "as_spec",
     "compare",
@@ -84,4 +87,5 @@ __all__ = [
     "wage_clip",
     "wage_quantize",
     "wage_round",
+    "wage_weight",
 ]

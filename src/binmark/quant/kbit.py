@@ -15,6 +15,10 @@ WAGE-style fixed point, as the official CU-Net code writes it (zhiqiangdon/CU-Ne
 - Q(x, k) = x for k > 15; sign(x) for k = 1; round(x) for k = 2; round(x·S)/S otherwise.
 - ``wage_quantize(x, k)`` = Q(C(x, k), k) with the gradient passed where |x| < 1 and zeroed
   elsewhere (CU-Net's ``QuanInput2d``). For 3 <= k <= 15 it takes 2^k - 1 values.
+- ``wage_weight(w, k)`` = s · wage_quantize(w / s, k) with the per-tensor power of two
+  s = 2^⌈log2 max|w|⌉ (no weight is clipped). WAGE scales its weights into the grid's range; the
+  CU-Net code quantizes them unscaled, which with its own initialisation (|w| ≤ 1/√(9·128) ≈ 0.03)
+  rounds every weight of a fresh 4-bit layer to 0. binmark follows WAGE here.
 
 Ternary weights (TWN, Li et al., arXiv 1605.04711): per output channel Δ = 0.7·mean|W|,
 W_t = sign(W)·1[|W| > Δ] ∈ {-1, 0, +1}; the gradient passes where |W| <= 1.
@@ -36,10 +40,12 @@ __all__ = [
     "wage_clip",
     "wage_round",
     "wage_quantize",
+    "wage_weight",
     "ternarize",
     "DoReFaAct",
     "DoReFaWeight",
     "WageQuant",
+    "WageWeight",
 ]
 
 
@@ -116,6 +122,13 @@ def wage_quantize(x: Tensor, bits: int) -> Tensor:
     return _ste(x, value, x.abs() < 1.0)
 
 
+def wage_weight(w: Tensor, bits: int) -> Tensor:
+    """WAGE-style k-bit weights on a power-of-two scale: s · Q(C(w / s, k), k), s = 2^⌈log2 max|w|⌉."""
+    peak = w.detach().abs().max().clamp_min(1e-30)
+    s = torch.exp2(torch.ceil(torch.log2(peak)))
+    return s * wage_quantize(w / s, bits)
+
+
 def ternarize(w: Tensor, threshold: float = 0.7) -> tuple[Tensor, Tensor]:
     """Ternary weights of TWN: sign(W)·1[|W| > Δ], Δ = threshold·mean|W| per output channel.
 
@@ -163,6 +176,12 @@ class DoReFaWeight(_KBitQuantizer):
 
 
 class WageQuant(_KBitQuantizer):
-    """Module form of :func:`wage_quantize`, for activations and weights alike."""
+    """Module form of :func:`wage_quantize` (activations)."""
 
     fn = staticmethod(wage_quantize)
+
+
+class WageWeight(_KBitQuantizer):
+    """Module form of :func:`wage_weight` (weights)."""
+
+    fn = staticmethod(wage_weight)

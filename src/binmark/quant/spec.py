@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from torch import nn
 
 from binmark._registry import Registry
 from binmark.quant.grad import GRAD_SCALES, GradQuant
-from binmark.quant.kbit import DoReFaAct, DoReFaWeight, WageQuant
+from binmark.quant.kbit import DoReFaAct, DoReFaWeight, WageQuant, WageWeight
 from binmark.quant.react import RSign
 from binmark.quant.sign import STES, SignSTE, get_ste
 from binmark.quant.weights import SCALES, BinaryWeight, TernaryWeight
@@ -107,6 +108,11 @@ class QuantSpec:
         if self.act_bias and self.act_bits != 1:
             raise ValueError(
                 f"QuantSpec.act_bias=True (RSign) needs act_bits=1, got act_bits={self.act_bits}"
+            )
+        if self.center_weights and self.weight_bits != 1:
+            raise ValueError(
+                f"QuantSpec.center_weights=True applies to binary weights; with "
+                f"weight_bits={self.weight_bits} use center_weights=False"
             )
         if self.weight_scale != "none" and not (self.weight_bits == 1 or self.ternary):
             raise ValueError(
@@ -196,6 +202,24 @@ def _cunet_w1a8g8() -> QuantSpec:
     )
 
 
+def _cunet_wig(weight_bits: int, act_bits: int) -> QuantSpec:
+    """CU-Net's W/I/G quantization with 8-bit gradients (zhiqiangdon/CU-Net -wig scripts): WAGE
+    fixed-point inputs and gradients; 1-bit weights are mean-centred sign·α, 2-bit weights ternary
+    with the 0.7·mean|W| threshold and no scale, k-bit weights Q(C(W, k), k)."""
+    if weight_bits == 1:
+        return QuantSpec(weight_bits=1, act_bits=act_bits, grad_bits=8, weight_scale="channel_mean",
+                         center_weights=True, kbit="wage")  # fmt: skip
+    return QuantSpec(weight_bits=weight_bits, act_bits=act_bits, grad_bits=8, kbit="wage", ternary=weight_bits == 2)
+
+
+for _w, _a in ((1, 1), (2, 2), (4, 4), (8, 8)):
+    PRESETS.register(f"cunet_w{_w}a{_a}g8")(partial(_cunet_wig, _w, _a))
+    PRESETS.get(f"cunet_w{_w}a{_a}g8").__doc__ = (
+        f"CU-Net W{_w}A{_a}G8: {_w}-bit weights, {_a}-bit inputs, 8-bit gradients (the bit widths "
+        "the CU-Net paper studies; quantizers as the official -wig code, see _cunet_wig)."
+    )
+
+
 @PRESETS.register("bihrnet")
 def _bihrnet() -> QuantSpec:
     """BiHRNet (arXiv 2311.10296) building blocks taken from ReActNet (arXiv 2003.03488): RSign
@@ -253,7 +277,7 @@ def make_weight_quantizer(spec: QuantSpec, out_channels: int) -> nn.Module:
         return BinaryWeight(out_channels, spec.weight_scale, spec.center_weights)
     if spec.ternary:
         return TernaryWeight(out_channels, spec.weight_scale)
-    return DoReFaWeight(spec.weight_bits) if spec.kbit == "dorefa" else WageQuant(spec.weight_bits)
+    return DoReFaWeight(spec.weight_bits) if spec.kbit == "dorefa" else WageWeight(spec.weight_bits)
 
 
 def make_grad_quantizer(spec: QuantSpec) -> nn.Module:
