@@ -208,3 +208,33 @@ def test_ema_grad_clip_and_sgd(tiny: list[str], tmp_path: Path) -> None:
     model, _ = model_from_checkpoint(tmp_path / "run" / "last.pt")
     assert torch.equal(model.state_dict()[key], ckpt["ema"][key])
     assert "momentum_buffer" in str(ckpt["optimizer"]["state"][0].keys())
+
+
+def test_distillation_step_moves_the_student_toward_the_teacher() -> None:
+    from binmark import models
+    from binmark.losses import Distilled, KLDistill
+
+    torch.manual_seed(0)
+    teacher = models.build("hrnet", 4, width=8).eval()
+    student = models.build("bihrnet", 4, width=8)
+    x = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        target = teacher(x)[-1]
+    kl = KLDistill(temperature=1.0)
+    opt = torch.optim.Adam(student.parameters(), lr=1e-2)
+    before = kl(student(x), target).item()
+    loss_fn = Distilled(task_weight=0.0, kl_weight=1.0)
+    for _ in range(10):
+        loss = loss_fn(student(x), torch.zeros_like(target), teacher=target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert kl(student(x), target).item() < 0.8 * before
+
+
+def test_a_teacher_of_the_wrong_architecture_is_refused(tiny: list[str], tmp_path: Path) -> None:
+    pose = load_config(None, tiny + ["data.dataset=synthetic_pose", "train.epochs=1", f"output_dir={tmp_path / 'pose'}"])
+    Trainer(pose).fit()
+    student = load_config(None, tiny + ["train.epochs=1", f"loss.distill={{teacher: {tmp_path / 'pose' / 'last.pt'}}}"])
+    with pytest.raises(ValueError, match=r"teacher checkpoint .*\(hourglass, 16 keypoints\) predicts heatmaps \(16, 16, 16\) for 64x64 inputs; the student needs \(68, 16, 16\)"):
+        Trainer(student)

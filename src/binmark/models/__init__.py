@@ -4,8 +4,10 @@ Every model maps (N, 3, H, W) images to a **list** of (N, K, H/4, W/4) heatmaps,
 supervised output, the final prediction last. Models take tensors, never datasets.
 """
 
+from binmark.models import bihrnet as _bihrnet  # noqa: F401  (registers "bihrnet")
 from binmark.models import cunet as _cunet  # noqa: F401  (registers "cunet")
 from binmark.models import hourglass as _hourglass  # noqa: F401  (registers "hourglass")
+from binmark.models import hrnet as _hrnet  # noqa: F401  (registers "hrnet")
 from binmark.models.blocks import BLOCKS, BlockLayers
 from binmark.models.cunet import CUNet
 from binmark.models.hourglass import StackedHourglass

@@ -229,6 +229,13 @@ def _bihrnet() -> QuantSpec:
     )
 
 
+@PRESETS.register("bihrnet_act")
+def _bihrnet_act() -> QuantSpec:
+    """The first step of ReActNet's two-step training (liuzechun/ReActNet ``1_step1``), used as
+    BiHRNet's first stage: RSign binary activations with ApproxSign, real weights."""
+    return QuantSpec(act_bits=1, ste="approx", act_bias=True)
+
+
 @PRESETS.register("dorefa_w2a2")
 def _dorefa_w2a2() -> QuantSpec:
     """DoReFa-Net (Zhou et al., arXiv 1606.06160) with 2-bit weights and 2-bit activations."""

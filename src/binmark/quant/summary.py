@@ -74,6 +74,12 @@ class ModelSummary:
         return self.float32_bytes / self.packed_bytes if self.packed_bytes else float("nan")
 
     @property
+    def ops(self) -> float:
+        """Operations in the usual binary-network convention: real MACs + binary MACs / 64
+        (ReActNet, Bi-Real Net); a b-bit MAC counts b²/64 (its bit operations / 64)."""
+        return float(sum(m if b >= 32 else m * b * b / 64 for b, m in self.macs_by_bits.items()))
+
+    @property
     def binary_mac_share(self) -> float:
         """Fraction (0..1) of MACs that are binary ops."""
         total = self.total_macs
@@ -91,6 +97,7 @@ class ModelSummary:
             "packed_bytes": self.packed_bytes,
             "float32_bytes": self.float32_bytes,
             "compression_ratio": self.compression_ratio,
+            "ops": self.ops,
             "binary_mac_share": self.binary_mac_share,
         }
 
@@ -225,6 +232,7 @@ def _rows(s: ModelSummary, all_param_bits: list[int], all_mac_bits: list[int]) -
     rows += [_count(s.total_macs)]
     rows += [_count(s.macs_by_bits.get(b, 0)) for b in all_mac_bits]
     rows += [
+        _count(s.ops),
         _size(s.packed_bytes),
         _size(s.float32_bytes),
         f"{s.compression_ratio:.1f}x",
@@ -239,7 +247,7 @@ def compare(summaries: Mapping[str, ModelSummary]) -> str:
     mac_bits = sorted({b for s in summaries.values() for b in s.macs_by_bits})
     labels = ["parameters"] + [f"  {_bits_label(b)} weights" for b in param_bits]
     labels += ["MACs"] + [f"  {_bits_label(b)} MACs" for b in mac_bits]
-    labels += ["packed size", "float32 size", "compression", "binary-op share of MACs"]
+    labels += ["OPs (real MACs + binary/64)", "packed size", "float32 size", "compression", "binary-op share of MACs"]
     columns = [_rows(s, param_bits, mac_bits) for s in summaries.values()]
     headers = list(summaries)
     widths = [max(len(h), *(len(c) for c in col)) for h, col in zip(headers, columns)]

@@ -84,6 +84,7 @@ class DistillConfig:
     kl_weight: float = 1.0
     task_weight: float = 1.0
     temperature: float = 1.0
+    device: str | None = None  # where the teacher runs (default: with the student)
 
 
 @dataclass

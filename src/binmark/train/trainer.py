@@ -137,11 +137,32 @@ class Trainer:
         self.schema = self.train_set.skeleton
         self.codec = build_codec(config.data, config.eval.decode)
         self.loss_fn = build_loss(config.loss).to(self.device)
-        self.teacher = model_from_checkpoint(config.loss.distill.teacher, self.device)[0] if config.loss.distill else None
+        self.teacher = self._load_teacher() if config.loss.distill else None
         self.stages = config.stages or [StageConfig("main", config.train.epochs or 1, config.model.quant, None)]
         self.position = {"stage": 0, "epoch": 0, "batch": 0, "step": 0}
         self.best: dict[str, Any] = {}
         self.resume_state = self._read_resume(resume) if resume else None
+
+    # --- teacher ------------------------------------------------------------------------------
+    def _load_teacher(self) -> nn.Module:
+        """The frozen teacher; it must predict the student's keypoints at the student's heatmap size."""
+        distill = self.cfg.loss.distill
+        device = torch.device(distill.device) if distill.device else self.device
+        teacher, ckpt = model_from_checkpoint(distill.teacher, device)
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        k = self.cfg.model.num_keypoints or self.schema.num_keypoints
+        w, h = self.codec.input_size
+        with torch.no_grad():
+            out = teacher(torch.zeros(1, 3, h, w, device=device))[-1]
+        expected = (k, self.codec.heatmap_size[1], self.codec.heatmap_size[0])
+        if tuple(out.shape[1:]) != expected:
+            raise ValueError(
+                f"teacher checkpoint {distill.teacher} ({ckpt['arch']['name']}, {ckpt['arch']['num_keypoints']} "
+                f"keypoints) predicts heatmaps {tuple(out.shape[1:])} for {w}x{h} inputs; the student needs {expected}"
+            )
+        self.teacher_device = device
+        return teacher
 
     # --- resume -------------------------------------------------------------------------------
     def _read_resume(self, resume: bool | str | Path) -> dict[str, Any]:
@@ -314,7 +335,7 @@ class _StageRun:
             extra = {}
             if t.teacher is not None:
                 with torch.no_grad():
-                    extra["teacher"] = t.teacher(images)[-1].float()
+                    extra["teacher"] = t.teacher(images.to(t.teacher_device))[-1].float().to(t.device)
             loss = t.loss_fn(out, heatmaps, weights, **extra)
         self._check_finite(loss)
         self.scaler.scale(loss).backward()
