@@ -16,5 +16,6 @@ def test_readme_has_examples() -> None:
 
 
 @pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_example_runs(code: str, capsys) -> None:
+def test_readme_example_runs(code: str, capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # examples may write files (model.bmk)
     exec(compile(code, str(README), "exec"), {"__name__": "readme"})

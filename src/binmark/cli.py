@@ -135,6 +135,68 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from binmark.deploy import pack
+    from binmark.train.build import model_from_checkpoint
+
+    model, _ = model_from_checkpoint(args.checkpoint)
+    packed = pack(model)
+    path = packed.save(args.out)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.3f} MB, {len(packed.layers)} packed layers)")
+    if args.onnx:
+        from binmark.deploy.onnx import export_onnx
+
+        diff = export_onnx(model, args.onnx, args.input_size)
+        print(f"wrote {args.onnx} (ONNX Runtime matches PyTorch within {diff:.1e} of the heatmap range)")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from binmark.deploy import bench
+
+    result = bench.bench(args.model, args.keypoints, _model_options(args), args.input_size, tuple(args.batch), args.threads,
+                         args.runs, args.warmup, onnx=not args.no_onnx, int8=not args.no_int8)  # fmt: skip
+    print(bench.table(result))
+    for path in bench.write(result, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_deploy(sub: Any) -> None:
+    from binmark.models import names
+
+    p = sub.add_parser("export", help="pack a checkpoint into a .bmk file (and ONNX)",
+                       description="Pack a training checkpoint into one .bmk file (safetensors + JSON manifest).")  # fmt: skip
+    p.add_argument("checkpoint", help="training checkpoint (.pt)")
+    p.add_argument("out", help="output .bmk file")
+    p.add_argument("--onnx", metavar="OUT.onnx", help="also export the fake-quant graph to ONNX, checked with onnxruntime")
+    p.add_argument("--input-size", type=_input_size, default=(256, 256), help="H or HxW of the ONNX example input (default: 256)")
+    p.set_defaults(func=_cmd_export, parser=p)
+
+    p = sub.add_parser("bench", help="time the packed runtime against fp32, ONNX Runtime, int8",
+                       description="Benchmark a model: PyTorch fp32 (real twin), ONNX Runtime fp32, PyTorch int8 "
+                       "(x86 static), fake-quant, packed binary runtime; plus the per-layer kernel table.")  # fmt: skip
+    models = p.add_subparsers(dest="model", metavar="MODEL", parser_class=_Parser)
+    p.set_defaults(model="hourglass")
+    parsers = [p] + [models.add_parser(name, help=f"benchmark the {name} model") for name in names()]
+    for mp in parsers:
+        mp.add_argument("--keypoints", type=int, default=16, help="K (default: 16)")
+        mp.add_argument("--input-size", type=_input_size, default=(256, 256), help="H or HxW (default: 256)")
+        mp.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default: 1 8)")
+        mp.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
+        mp.add_argument("--runs", type=int, default=20, help="timed runs per row; the median is reported (default: 20)")
+        mp.add_argument("--warmup", type=int, default=3, help="untimed runs first (default: 3)")
+        mp.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime row")
+        mp.add_argument("--no-int8", action="store_true", help="skip the PyTorch int8 row")
+        mp.add_argument("--out", default="bench_out", help="folder for bench.json/.txt/.png (default: bench_out)")
+        mp.set_defaults(func=_cmd_bench, parser=mp)
+    for name, mp in zip(names(), parsers[1:]):
+        _add_model_options(mp, name)
+    # The default model is the 1-stack binary HPM hourglass (the and the seed's model).
+    p.set_defaults(opt_quant="bulat17")
+    parsers[1 + names().index("hourglass")].set_defaults(opt_quant="bulat17")
+
+
 def _add_summary(sub: Any) -> None:
     from binmark.models import names
 
@@ -225,7 +287,7 @@ def _add_data(sub: Any) -> None:
     pv.set_defaults(func=_cmd_data_preview, parser=pv)
 
 
-COMMANDS: Sequence[Callable[[Any], None]] = (_add_train, _add_summary, _add_data, _add_demo)
+COMMANDS: Sequence[Callable[[Any], None]] = (_add_train, _add_summary, _add_data, _add_demo, _add_deploy)
 
 
 def build_parser() -> argparse.ArgumentParser:

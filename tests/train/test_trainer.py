@@ -215,11 +215,16 @@ def test_distillation_step_moves_the_student_toward_the_teacher() -> None:
     from binmark.losses import Distilled, KLDistill
 
     torch.manual_seed(0)
-    teacher = models.build("hrnet", 4, width=8).eval()
+    # HRNet's initialisation (conv weights N(0, 0.001²)) makes an untrained teacher in eval mode
+    # output ≈ 0 everywhere, a flat distribution the student already matches. Batch statistics
+    # (train-mode BN, no update kept) and a unit-scale head give it peaked heatmaps.
+    teacher = models.build("hrnet", 4, width=8)
+    torch.nn.init.normal_(teacher.head.weight, std=1.0)
     student = models.build("bihrnet", 4, width=8)
     x = torch.randn(4, 3, 64, 64)
     with torch.no_grad():
         target = teacher(x)[-1]
+    teacher.eval()
     kl = KLDistill(temperature=1.0)
     opt = torch.optim.Adam(student.parameters(), lr=1e-2)
     before = kl(student(x), target).item()

@@ -44,6 +44,9 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from binmark.models.registry import register_model
+from binmark.models.inputs import check_images
+
+torch.fx.wrap("check_images")
 from binmark.quant import QuantConv2d, QuantSpec, as_spec
 
 __all__ = ["CUNet", "cunet", "supervision_anchors"]
@@ -207,8 +210,7 @@ class CUNet(nn.Module):
         return x
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        if x.dim() != 4 or x.shape[1] != 3 or x.shape[2] % 64 or x.shape[3] % 64:
-            raise ValueError(f"cunet takes (N, 3, H, W) images with H and W divisible by 64; got shape {tuple(x.shape)}")
+        check_images(x, 64, "cunet")
         x = self.stem(x)
         outputs: list[Tensor] = []
         for _ in range(self.refine_iters):

@@ -24,11 +24,15 @@ from __future__ import annotations
 from functools import partial
 from typing import Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from binmark.models.blocks import BLOCKS, BlockLayers
 from binmark.models.registry import register_model
+from binmark.models.inputs import check_images
+
+torch.fx.wrap("check_images")
 from binmark.quant import QuantConv2d, QuantSpec, as_spec
 
 __all__ = ["StackedHourglass", "hourglass"]
@@ -161,12 +165,7 @@ class StackedHourglass(nn.Module):
         return STEM_STRIDE * 2**self.depth
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        m = self.input_multiple
-        if x.dim() != 4 or x.shape[1] != 3 or x.shape[2] % m or x.shape[3] % m:
-            raise ValueError(
-                f"hourglass of depth {self.depth} takes (N, 3, H, W) images with H and W "
-                f"divisible by {m}; got shape {tuple(x.shape)}"
-            )
+        check_images(x, self.input_multiple, f"hourglass of depth {self.depth}")
         y = self.stem(x)
         outputs = []
         for hourglass, head in zip(self.hourglasses, self.heads):

@@ -23,11 +23,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from binmark.models.registry import register_model
-from binmark.quant import QuantSpec, as_spec, quantize
+from binmark.models.inputs import check_images
+
+torch.fx.wrap("check_images")
+from binmark.quant import QuantConv2d, QuantSpec, as_spec, quantize
 
 __all__ = ["STAGES", "Layers", "REAL", "HighResolutionModule", "HighResolutionNet", "hrnet"]
 
@@ -215,10 +219,25 @@ class HighResolutionNet(nn.Module):
             )))  # fmt: skip
             channels = target
         self.head = nn.Conv2d(width, num_keypoints, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """HRNet's initialisation (official ``init_weights``): conv weights N(0, 0.001²), conv
+        biases 0, BN γ = 1 and β = 0. The default (Kaiming-uniform) start gives heatmaps with a
+        std of ≈ 4 and did not learn the synthetic faces in 250 steps (NME stayed ≈ 65 %)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, std=0.001)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+                if isinstance(m, QuantConv2d):
+                    m.reset_scales()
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        if x.dim() != 4 or x.shape[1] != 3 or x.shape[2] % 32 or x.shape[3] % 32:
-            raise ValueError(f"hrnet takes (N, 3, H, W) images with H and W divisible by 32; got shape {tuple(x.shape)}")
+        check_images(x, 32, "hrnet")
         xs = [self.stage1(self.stem(x))]
         for transition, stage in zip(self.transitions, self.stages):
             xs = stage(transition(xs))

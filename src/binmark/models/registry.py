@@ -15,7 +15,11 @@ from torch import nn
 
 from binmark._registry import Registry
 
-__all__ = ["MODELS", "register_model", "names", "options", "build"]
+__all__ = ["MODELS", "register_model", "names", "options", "build", "build_from_arch", "ARCH_ATTR"]
+
+#: Attribute under which ``build`` records a model's architecture (name, K, options): what a
+#: packed file or a checkpoint needs to rebuild the same network without pickled code.
+ARCH_ATTR = "binmark_arch"
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
@@ -60,4 +64,22 @@ def build(name: str, num_keypoints: int, **opts: Any) -> nn.Module:
         )
     if isinstance(num_keypoints, bool) or not isinstance(num_keypoints, int) or num_keypoints < 1:
         raise ValueError(f"num_keypoints must be a positive integer, got {num_keypoints!r}")
-    return MODELS.get(name)(num_keypoints, **opts)
+    model = MODELS.get(name)(num_keypoints, **opts)
+    plain = {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in opts.items()}
+    object.__setattr__(model, ARCH_ATTR, {"name": name, "num_keypoints": num_keypoints, "options": plain})
+    return model
+
+
+def build_from_arch(arch: dict[str, Any]) -> nn.Module:
+    """Build the model an architecture record (``model.binmark_arch``) describes.
+
+    Args:
+        arch: ``{"name": str, "num_keypoints": int, "options": dict}``; a ``quant`` option may be
+            a preset name or a ``QuantSpec.to_dict()`` dict.
+    """
+    from binmark.quant import as_spec
+
+    opts = dict(arch["options"])
+    if "quant" in opts:
+        opts["quant"] = as_spec(opts["quant"])
+    return build(arch["name"], int(arch["num_keypoints"]), **opts)

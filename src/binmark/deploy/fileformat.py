@@ -1,0 +1,177 @@
+"""``PackedModel`` and the ``.bmk`` file: safetensors tensors + a JSON manifest, never pickle.
+
+A ``.bmk`` file is a safetensors file. Its tensors are the packed model's state (bit-packed ±1
+weights as int32 words, k-bit weight codes as bytes, float scales, thresholds and the real-valued
+layers). Its metadata entry ``"binmark"`` is the manifest, a JSON object:
+
+- ``format`` ("binmark-packed") and ``version`` (:data:`FORMAT_VERSION`); a file of a newer version
+  is refused with a message saying to upgrade;
+- ``arch``: the registry record (model name, K, options) the runtime graph is rebuilt from;
+- ``layers``: the packed layers (the runtime graph's quantized nodes), compared on load with what
+  this binmark rebuilds, so a file never loads into a different network;
+- ``checksum``: SHA-256 over the manifest (without this field) and every tensor's name, dtype,
+  shape and bytes. A truncated, corrupted or edited file is refused.
+
+Files are written atomically (temporary file + rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import Tensor, nn
+
+from binmark import __version__
+from binmark.deploy.pack import layer_records, rewrite
+from binmark.fileio import atomic_write
+from binmark.models import ARCH_ATTR, build_from_arch
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "PackedFileError", "PackedModel", "pack", "load"]
+
+FORMAT = "binmark-packed"
+#: The ``.bmk`` format version this binmark writes and the newest it reads.
+FORMAT_VERSION = 1
+
+
+class PackedFileError(ValueError):
+    """A ``.bmk`` file that cannot be loaded: truncated, corrupted, tampered with, or too new."""
+
+
+class PackedModel(nn.Module):
+    """A packed model: ``packed(x)`` → the list of heatmaps ``model.eval()(x)`` returns.
+
+    Inputs are converted to channels_last memory (the layout the kernels read); outputs have the
+    model's shapes (N, K, H/4, W/4). Build one with :func:`pack` or :func:`load`.
+    """
+
+    def __init__(self, net: nn.Module, arch: dict[str, Any]) -> None:
+        super().__init__()
+        self.net = net.to(memory_format=torch.channels_last).eval()
+        self.arch = arch
+
+    @property
+    def layers(self) -> list[dict[str, Any]]:
+        """The packed layers, as recorded in the manifest."""
+        return layer_records(self.net)
+
+    def manifest(self) -> dict[str, Any]:
+        """The file's manifest, without the checksum."""
+        return {"format": FORMAT, "version": FORMAT_VERSION, "binmark_version": __version__, "arch": self.arch, "layers": self.layers}
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        with torch.inference_mode():
+            out = self.net(x.float().contiguous(memory_format=torch.channels_last))
+        return [t.contiguous() for t in out]
+
+    def train(self, mode: bool = True) -> PackedModel:
+        """Packed models are inference-only; ``train(True)`` is refused."""
+        if mode:
+            raise RuntimeError("a PackedModel is inference-only; train the original model instead")
+        return super().train(False)
+
+    def file_bytes(self) -> bytes:
+        """The ``.bmk`` file's content."""
+        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        manifest = self.manifest()
+        manifest["checksum"] = _checksum(manifest, state)
+        return st_save(state, metadata={"binmark": json.dumps(manifest, sort_keys=True)})
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model to ``path`` (conventionally ``.bmk``), atomically; returns the path."""
+        path = Path(path)
+        atomic_write(path, self.file_bytes())
+        return path
+
+
+def _checksum(manifest: dict[str, Any], state: dict[str, Tensor]) -> str:
+    h = hashlib.sha256(json.dumps({k: v for k, v in manifest.items() if k != "checksum"}, sort_keys=True).encode())
+    for name in sorted(state):
+        t = state[name].contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def pack(model: nn.Module) -> PackedModel:
+    """Pack a model built by ``binmark.models.build`` (or loaded from a checkpoint) for inference.
+
+    BatchNorms are folded into binary convs' thresholds and output transforms, 1-bit weights are
+    bit-packed, k-bit weights kept as k-bit codes (see ``binmark.deploy.pack``). The model itself
+    is not modified.
+
+    Raises:
+        ValueError: the model has no architecture record (it was not built by the registry).
+    """
+    arch = getattr(model, ARCH_ATTR, None)
+    if arch is None:
+        raise ValueError(
+            f"pack: {type(model).__name__} has no architecture record; build the model with "
+            "binmark.models.build (or load it from a binmark checkpoint) so the file can rebuild it"
+        )
+    return PackedModel(rewrite(model, values=True), arch)
+
+
+def _refuse(path: str | Path, what: str) -> PackedFileError:
+    return PackedFileError(f"{path}: {what}")
+
+
+def _read_manifest(path: str | Path, data: bytes) -> dict[str, Any]:
+    if len(data) < 8:
+        raise _refuse(path, f"truncated ({len(data)} bytes): not a binmark packed model (.bmk)")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > len(data) - 8:
+        raise _refuse(path, "truncated or corrupted: the header is longer than the file; re-export it")
+    try:
+        header = json.loads(data[8 : 8 + n])
+        manifest = json.loads(header["__metadata__"]["binmark"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise _refuse(path, "corrupted header, or not a binmark packed model (.bmk); re-export it with 'binmark export'") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise _refuse(path, f"not a binmark packed model (format {manifest.get('format') if isinstance(manifest, dict) else None!r})")
+    version = manifest.get("version")
+    if not isinstance(version, int):
+        raise _refuse(path, f"corrupted manifest: version {version!r}")
+    if version > FORMAT_VERSION:
+        raise _refuse(
+            path,
+            f"written by a newer binmark ({manifest.get('binmark_version')}, format version {version}); "
+            f"this binmark {__version__} reads format versions up to {FORMAT_VERSION}: upgrade binmark",
+        )
+    return manifest
+
+
+def load(path: str | Path) -> PackedModel:
+    """Load a ``.bmk`` file; no code in the file is executed.
+
+    Raises:
+        PackedFileError: the file is truncated, corrupted, tampered with, of a newer format
+            version, or describes a network this binmark builds differently.
+        FileNotFoundError: no such file.
+    """
+    data = Path(path).read_bytes()
+    manifest = _read_manifest(path, data)
+    try:
+        state = st_load(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise _refuse(path, f"corrupted tensor data ({exc}); re-export it") from None
+    if manifest.get("checksum") != _checksum(manifest, state):
+        raise _refuse(path, "checksum mismatch: the file was corrupted or edited; re-export it")
+    try:
+        net = rewrite(build_from_arch(manifest["arch"]), values=False)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _refuse(path, f"cannot rebuild the architecture {manifest.get('arch')!r}: {exc}") from None
+    if layer_records(net) != manifest.get("layers"):
+        raise _refuse(path, "its packed layers differ from what this binmark builds for the same architecture; re-export it with this version")
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise _refuse(path, f"tensors do not fit the architecture ({str(exc)[:300]})") from None
+    return PackedModel(net, manifest["arch"])

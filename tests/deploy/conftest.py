@@ -1,0 +1,1 @@
+"""The deploy tests use ``binmark.deploy.exact`` (models whose float arithmetic is exact)."""

@@ -1,0 +1,48 @@
+"""``binmark export`` and ``binmark bench`` end to end on small models."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+import torch
+
+from binmark.cli import main
+from binmark.deploy import load
+from binmark.quant import as_spec
+from binmark.train.build import model_from_arch
+from binmark.train.checkpoint import save_checkpoint
+
+
+@pytest.mark.slow
+def test_export_writes_bmk_and_checked_onnx(tmp_path, capsys) -> None:
+    arch = {"name": "hourglass", "num_keypoints": 16, "options": {"depth": 2, "width": 32}, "quant": as_spec("bulat17").to_dict()}
+    model = model_from_arch(arch).eval()
+    save_checkpoint(tmp_path / "last.pt", {"model": model.state_dict(), "arch": arch})
+    assert main(["export", str(tmp_path / "last.pt"), str(tmp_path / "m.bmk"), "--onnx", str(tmp_path / "m.onnx"), "--input-size", "32"]) == 0
+    assert "ONNX Runtime matches" in capsys.readouterr().out
+    onnx.checker.check_model(onnx.load(str(tmp_path / "m.onnx")))
+    packed = load(tmp_path / "m.bmk")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert packed(x)[-1].shape == model(x)[-1].shape == (2, 16, 8, 8)
+
+
+def test_export_of_a_missing_checkpoint_is_one_line_error(tmp_path, capsys) -> None:
+    assert main(["export", str(tmp_path / "none.pt"), str(tmp_path / "m.bmk")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bench_writes_table_json_and_png(tmp_path, capsys) -> None:
+    args = ["bench", "hourglass", "--quant", "bulat17", "--depth", "2", "--width", "32", "--input-size", "64",
+            "--batch", "1", "2", "--runs", "2", "--warmup", "1", "--out", str(tmp_path)]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    for variant in ("pytorch_fp32", "onnxruntime_fp32", "pytorch_int8", "fake_quant", "packed"):
+        assert variant in out
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert {r["batch"] for r in result["rows"]} == {1, 2}
+    assert any(k["reference"] for k in result["kernels"])
+    assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
