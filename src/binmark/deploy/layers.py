@@ -229,8 +229,8 @@ class PackedBinaryConv2d(nn.Module):
 
     def _tap_popcounts(self) -> Tensor:
         """(taps, C_out padded) int32: −1 weights of each output channel in each tap."""
-        bits = _unpack_words(self.weight_bits.permute(0, 1, 3, 2).contiguous().view(-1, self.weight_bits.shape[2]), 10**9)
-        cb, taps = self.weight_bits.shape[:2]
+        cb, taps, cw = self.weight_bits.shape[:3]
+        bits = _unpack_words(self.weight_bits.permute(0, 1, 3, 2).reshape(-1, cw), cw * _WORD)
         return bits.view(cb, taps, _WORD, -1).sum(dim=-1, dtype=torch.int32).permute(1, 0, 2).reshape(taps, cb * _WORD)
 
     def _padded(self, name: str, t: Tensor) -> Tensor:
@@ -314,7 +314,7 @@ class PackedBinaryConv2d(nn.Module):
         if self.backend != "auto":
             return self.backend
         tier = native.default_tier()
-        if tier is None or _env_forced():
+        if tier is None or native.forced():
             return tier or "torch"
         key = (
             self.in_channels, self.out_channels, *self.kernel_size, *self.stride, *self.padding, *self.dilation,
@@ -348,12 +348,6 @@ class PackedBinaryConv2d(nn.Module):
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
             f"padding={self.padding}, dilation={self.dilation}, backend={self.backend!r}"
         )
-
-
-def _env_forced() -> bool:
-    import os
-
-    return bool(os.environ.get("BINMARK_KERNEL"))
 
 
 def _time(fn: Any, repeats: int = 3) -> float:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["TIERS", "ConvArgs", "PackArgs", "library", "tiers", "default_tier", "conv", "pack_bits"]
+__all__ = ["TIERS", "ConvArgs", "PackArgs", "library", "tiers", "forced", "default_tier", "conv", "pack_bits"]
 
 #: Kernel tiers of the C library by name → the tier number its entry points take.
 TIERS = {"avx512_vpopcnt": 2, "avx2": 1, "portable": 0}
@@ -95,6 +95,11 @@ def tiers() -> list[str]:
         return []
     flags = lib.bm_cpu_features()
     return [name for name, bit in _CPU_FLAGS.items() if bit == 0 or flags & bit]
+
+
+def forced() -> bool:
+    """Whether ``BINMARK_KERNEL`` pins the tier (then layers do not measure alternatives)."""
+    return bool(os.environ.get("BINMARK_KERNEL"))
 
 
 def default_tier() -> str | None:
