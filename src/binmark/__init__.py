@@ -11,12 +11,15 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("quant", "models", "data", "heatmaps", "metrics", "losses", "evaluate")
+_SUBMODULES = ("quant", "models", "data", "heatmaps", "metrics", "losses", "evaluate", "inference", "deploy", "plots")
+_NAMES = {"Localizer": "binmark.inference"}  # public names re-exported at the top level
 
-__all__ = ["__version__", *_SUBMODULES]
+__all__ = ["__version__", *_SUBMODULES, *_NAMES]
 
 
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         return importlib.import_module(f"binmark.{name}")
+    if name in _NAMES:
+        return getattr(importlib.import_module(_NAMES[name]), name)
     raise AttributeError(f"module 'binmark' has no attribute {name!r}")

@@ -287,7 +287,85 @@ def _add_data(sub: Any) -> None:
     pv.set_defaults(func=_cmd_data_preview, parser=pv)
 
 
-COMMANDS: Sequence[Callable[[Any], None]] = (_add_train, _add_summary, _add_data, _add_demo, _add_deploy)
+def _read_boxes(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    from pathlib import Path
+
+    try:
+        boxes = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--boxes {path}: cannot read it as JSON ({exc})") from None
+    if not isinstance(boxes, dict):
+        raise ValueError(f"--boxes {path}: expected an object {{image path or name: [[x, y, w, h], ...]}}")
+    return boxes
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    import torch
+
+    from binmark.inference import HaarFaceDetector, Localizer, WholeImage
+    from binmark.inference.run import predict_paths
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    boxes = _read_boxes(args.boxes)
+    detector = {"auto": None, "haar": HaarFaceDetector, "whole": WholeImage}[args.detector]
+    loc = Localizer(args.model, args.skeleton, args.device, detector=detector() if detector else None,
+                    max_batch_size=args.batch_size, smoothing=not args.no_smooth)  # fmt: skip
+    if args.flip_test:
+        loc.spec = replace(loc.spec, flip_test=True)
+    report = predict_paths(loc, args.inputs, args.out, boxes, args.fps, args.min_score, not args.no_draw)
+    found = sum(len(r["instances"]) for r in report["images"].values())
+    print(f"{len(report['images'])} image(s) ({found} instance(s)), {len(report['videos'])} video(s), "
+          f"{len(report['skipped'])} skipped; wrote {args.out}/predictions.json")  # fmt: skip
+    return 0
+
+
+def _add_predict(sub: Any) -> None:
+    p = sub.add_parser("predict", help="landmarks for images, folders and videos (JSON + annotated pictures)",
+                       description="Run a model (.bmk, checkpoint) on images, folders and videos. Writes OUT/predictions.json, "
+                       "annotated images (OUT/NAME.png) and videos (OUT/NAME.mp4 + NAME.json). Unreadable files are skipped "
+                       "and listed.")  # fmt: skip
+    p.add_argument("model", help="packed .bmk file or training checkpoint (.pt)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, or folders of them")
+    p.add_argument("--out", default="predict_out", help="output folder (default: predict_out)")
+    p.add_argument("--boxes", metavar="JSON", help="boxes per image: {path or file name: [[x, y, w, h], ...]} (pixels)")
+    p.add_argument("--detector", choices=("auto", "haar", "whole"), default="auto",
+                   help="box source without --boxes: auto = Haar faces for face models, the whole image otherwise")  # fmt: skip
+    p.add_argument("--skeleton", help="keypoint schema name, for models that do not record theirs")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, … (packed models: cpu)")
+    p.add_argument("--batch-size", type=int, default=32, help="crops per network call (default: 32)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's)")
+    p.add_argument("--fps", type=float, help="video frame rate for smoothing (default: the file's)")
+    p.add_argument("--no-smooth", action="store_true", help="no One-Euro smoothing on videos")
+    p.add_argument("--flip-test", action="store_true", help="average with the mirrored crop (2× compute)")
+    p.add_argument("--min-score", type=float, default=0.0, help="draw points below this score hollow (default: 0)")
+    p.add_argument("--no-draw", action="store_true", help="JSON only, no annotated images/videos")
+    p.set_defaults(func=_cmd_predict, parser=p)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from binmark.report import write_report
+
+    for path in write_report(args.run_dir, evaluate=not args.no_eval, out=args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_report(sub: Any) -> None:
+    p = sub.add_parser("report", help="one Markdown/HTML page of a training run: config, numbers, plots",
+                       description="Collect a run folder's config, log and evaluation into RUN_DIR/report.md and "
+                       "report.html with training curves and the benchmark's curves (CED for faces, PCKh for poses).")  # fmt: skip
+    p.add_argument("run_dir", help="a training run's output_dir (with log.jsonl and last.pt)")
+    p.add_argument("--no-eval", action="store_true", help="do not evaluate the checkpoint (curves from the log only)")
+    p.add_argument("--out", help="output folder (default: RUN_DIR/report)")
+    p.set_defaults(func=_cmd_report, parser=p)
+
+
+COMMANDS: Sequence[Callable[[Any], None]] = (_add_train, _add_summary, _add_data, _add_demo, _add_deploy, _add_predict, _add_report)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,7 +36,7 @@ from binmark.data.skeletons import Skeleton
 from binmark.data.transforms import invert, transform_points
 from binmark.heatmaps import HeatmapCodec, flip_average
 
-__all__ = ["Predictions", "Report", "Evaluator", "REPORTS", "report_kind", "mean_shape_baseline"]
+__all__ = ["Predictions", "Report", "Evaluator", "model_heatmaps", "REPORTS", "report_kind", "mean_shape_baseline"]
 
 MPII_COLUMNS = ("head", "shoulder", "elbow", "wrist", "hip", "knee", "ankle", "mean")
 
@@ -86,6 +86,33 @@ class Report:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+
+def model_heatmaps(
+    model: nn.Module,
+    images: torch.Tensor,
+    output_activation: str | None = None,
+    flip_permutation: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """The final stack's heatmaps (N, K, h, w), float32, for normalized crops (N, 3, H, W).
+
+    Args:
+        model: returns a tensor or a list of per-stack tensors (the last one is used).
+        images: network inputs.
+        output_activation: "sigmoid" for logit outputs (sigmoid cross-entropy training).
+        flip_permutation: with the flip test, the skeleton's flip permutation: the mirrored
+            crops' heatmaps are flipped back and averaged in.
+    """
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        out = model(x)
+        heatmaps = (out[-1] if isinstance(out, (list, tuple)) else out).float()
+        return torch.sigmoid(heatmaps) if output_activation == "sigmoid" else heatmaps
+
+    heatmaps = run(images)
+    if flip_permutation is not None:
+        heatmaps = flip_average(heatmaps, run(images.flip(-1)), flip_permutation)
+    return heatmaps
 
 
 def _fmt(v: float) -> str:
@@ -160,7 +187,8 @@ def _face_norm(p: Predictions, schema: Skeleton) -> np.ndarray:
 
 @REPORTS.register("nme")
 def _nme_report(p: Predictions, schema: Skeleton, name: str, info: dict[str, Any]) -> Report:
-    errors = metrics.nme(p.coords, p.gt, _face_norm(p, schema), p.visible, schema)
+    norm = _face_norm(p, schema)
+    errors = metrics.nme(p.coords, p.gt, norm, p.visible, schema)
     values = {"NME": 100 * float(errors.mean())}
     for t in (0.08, 0.10):
         values[f"AUC@{t:g}"] = 100 * metrics.auc(errors, t)
@@ -175,7 +203,11 @@ def _nme_report(p: Predictions, schema: Skeleton, name: str, info: dict[str, Any
         for attr in p.meta[0]["attributes"]:
             chosen = np.array([bool(m["attributes"][attr]) for m in p.meta])
             values[f"NME[{attr}]"] = 100 * float(errors[chosen].mean()) if chosen.any() else float("nan")
-    return Report(name, "nme", values, {"errors": errors})
+    dist = np.linalg.norm(p.coords - p.gt, axis=-1) / np.asarray(norm, dtype=np.float64).reshape(-1, 1)
+    shown = np.asarray(p.visible, bool)
+    with np.errstate(invalid="ignore"):
+        per_landmark = 100 * np.where(shown, dist, 0.0).sum(axis=0) / shown.sum(axis=0)
+    return Report(name, "nme", values, {"errors": errors, "per_landmark": per_landmark, "landmarks": list(schema.keypoints)})
 
 
 class Evaluator:
@@ -225,13 +257,6 @@ class Evaluator:
         self.output_activation = output_activation
         self.info = {**getattr(samples, "info", {}), **options}
 
-    def _heatmaps(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        out = model(images)
-        heatmaps = out[-1] if isinstance(out, (list, tuple)) else out
-        if self.output_activation == "sigmoid":
-            heatmaps = torch.sigmoid(heatmaps)
-        return heatmaps.float()
-
     @torch.no_grad()
     def predict(self, model: nn.Module) -> Predictions:
         """Run ``model`` (in eval mode, restored afterwards) over every sample."""
@@ -243,10 +268,8 @@ class Evaluator:
         try:
             for images, _, _, meta in loader:
                 images = images.to(self.device)
-                heatmaps = self._heatmaps(model, images)
-                if self.flip_test:
-                    flipped = self._heatmaps(model, images.flip(-1))
-                    heatmaps = flip_average(heatmaps, flipped, self.schema.flip_permutation)
+                flip = self.schema.flip_permutation if self.flip_test else None
+                heatmaps = model_heatmaps(model, images, self.output_activation, flip)
                 c, s = self.codec.decode(heatmaps.cpu())
                 for j, m in enumerate(meta):
                     coords.append(transform_points(c[j].numpy(), invert(m["matrix"])))

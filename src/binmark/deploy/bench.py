@@ -15,7 +15,6 @@ import io
 import json
 import platform
 import statistics
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -238,14 +237,11 @@ def table(result: dict[str, Any]) -> str:
 
 def plot(result: dict[str, Any], path: str | Path) -> None:
     """A bar chart of median latency per variant and batch size, written to ``path`` (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from binmark.plots import pyplot, save_figure
 
     batches = sorted({r["batch"] for r in result["rows"]})
     variants = list(dict.fromkeys(r["variant"] for r in result["rows"]))
-    fig, axes = plt.subplots(1, len(batches), figsize=(5 * len(batches), 3.6), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(batches), figsize=(5 * len(batches), 3.6), squeeze=False)
     for ax, batch in zip(axes[0], batches):
         ms = [next(r["median_ms"] for r in result["rows"] if r["variant"] == v and r["batch"] == batch) for v in variants]
         ax.barh(variants, ms, color=["#888888"] * (len(variants) - 1) + ["#d62728"])
@@ -255,10 +251,7 @@ def plot(result: dict[str, Any], path: str | Path) -> None:
     m = result["model"]
     fig.suptitle(f"{m['name']} {m['options']} {m['input_size'][0]}×{m['input_size'][1]}")
     fig.tight_layout()
-    with tempfile.NamedTemporaryFile(suffix=".png", delete=False, dir=Path(path).parent or ".") as tmp:
-        fig.savefig(tmp.name, dpi=120)
-    plt.close(fig)
-    Path(tmp.name).replace(path)
+    save_figure(fig, path)
 
 
 def write(result: dict[str, Any], out_dir: str | Path) -> list[Path]:

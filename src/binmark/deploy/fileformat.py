@@ -7,6 +7,9 @@ layers). Its metadata entry ``"binmark"`` is the manifest, a JSON object:
 - ``format`` ("binmark-packed") and ``version`` (:data:`FORMAT_VERSION`); a file of a newer version
   is refused with a message saying to upgrade;
 - ``arch``: the registry record (model name, K, options) the runtime graph is rebuilt from;
+- ``inference`` (optional): the :class:`binmark.inference.InferenceSpec` (schema, input size,
+  decoding, padding) that :class:`binmark.Localizer` needs; written when the packed model knows it
+  (models loaded from a training checkpoint do);
 - ``layers``: the packed layers (the runtime graph's quantized nodes), compared on load with what
   this binmark rebuilds, so a file never loads into a different network;
 - ``checksum``: SHA-256 over the manifest (without this field) and every tensor's name, dtype,
@@ -32,6 +35,7 @@ from torch import Tensor, nn
 from binmark import __version__
 from binmark.deploy.pack import layer_records, rewrite
 from binmark.fileio import atomic_write
+from binmark.inference.spec import INFERENCE_ATTR, InferenceSpec
 from binmark.models import ARCH_ATTR, build_from_arch
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "PackedFileError", "PackedModel", "pack", "load"]
@@ -52,10 +56,11 @@ class PackedModel(nn.Module):
     model's shapes (N, K, H/4, W/4). Build one with :func:`pack` or :func:`load`.
     """
 
-    def __init__(self, net: nn.Module, arch: dict[str, Any]) -> None:
+    def __init__(self, net: nn.Module, arch: dict[str, Any], inference: InferenceSpec | None = None) -> None:
         super().__init__()
         self.net = net.to(memory_format=torch.channels_last).eval()
         self.arch = arch
+        self.inference = inference
 
     @property
     def layers(self) -> list[dict[str, Any]]:
@@ -64,7 +69,10 @@ class PackedModel(nn.Module):
 
     def manifest(self) -> dict[str, Any]:
         """The file's manifest, without the checksum."""
-        return {"format": FORMAT, "version": FORMAT_VERSION, "binmark_version": __version__, "arch": self.arch, "layers": self.layers}
+        manifest = {"format": FORMAT, "version": FORMAT_VERSION, "binmark_version": __version__, "arch": self.arch, "layers": self.layers}
+        if self.inference is not None:
+            manifest["inference"] = self.inference.to_dict()
+        return manifest
 
     def forward(self, x: Tensor) -> list[Tensor]:
         with torch.inference_mode():
@@ -100,8 +108,11 @@ def _checksum(manifest: dict[str, Any], state: dict[str, Tensor]) -> str:
     return h.hexdigest()
 
 
-def pack(model: nn.Module) -> PackedModel:
+def pack(model: nn.Module, inference: InferenceSpec | None = None) -> PackedModel:
     """Pack a model built by ``binmark.models.build`` (or loaded from a checkpoint) for inference.
+
+    ``inference`` (default: the model's ``binmark_inference``, set when it was loaded from a
+    checkpoint) is stored in the file for :class:`binmark.Localizer`.
 
     BatchNorms are folded into binary convs' thresholds and output transforms, 1-bit weights are
     bit-packed, k-bit weights kept as k-bit codes (see ``binmark.deploy.pack``). The model itself
@@ -116,7 +127,7 @@ def pack(model: nn.Module) -> PackedModel:
             f"pack: {type(model).__name__} has no architecture record; build the model with "
             "binmark.models.build (or load it from a binmark checkpoint) so the file can rebuild it"
         )
-    return PackedModel(rewrite(model, values=True), arch)
+    return PackedModel(rewrite(model, values=True), arch, inference or getattr(model, INFERENCE_ATTR, None))
 
 
 def _refuse(path: str | Path, what: str) -> PackedFileError:
@@ -174,4 +185,10 @@ def load(path: str | Path) -> PackedModel:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise _refuse(path, f"tensors do not fit the architecture ({str(exc)[:300]})") from None
-    return PackedModel(net, manifest["arch"])
+    inference = None
+    if "inference" in manifest:
+        try:
+            inference = InferenceSpec.from_dict(manifest["inference"], f"{path}: manifest field 'inference'")
+        except ValueError as exc:
+            raise _refuse(path, str(exc).removeprefix(f"{path}: ")) from None
+    return PackedModel(net, manifest["arch"], inference)

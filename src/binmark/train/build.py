@@ -13,10 +13,11 @@ from torch import nn
 from binmark import models
 from binmark.data import RENDERERS, SKELETONS, Augment, Skeleton, load, skeleton, synthetic
 from binmark.heatmaps import HeatmapCodec
+from binmark.inference.spec import INFERENCE_ATTR, InferenceSpec
 from binmark.losses import LOSSES, Distilled, HeatmapLoss, KLDistill
 from binmark.quant import QuantConv2d, as_spec
 from binmark.train.checkpoint import load_checkpoint
-from binmark.train.config import Config, DataConfig, LossConfig, OptimConfig, SplitConfig
+from binmark.train.config import Config, DataConfig, LossConfig, OptimConfig, SplitConfig, from_dict
 
 __all__ = [
     "SYNTHETIC",
@@ -83,7 +84,9 @@ def model_from_arch(arch: dict[str, Any]) -> nn.Module:
 
 
 def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """A model with a checkpoint's weights (EMA weights when the checkpoint has them), in eval mode.
+    """A model with a checkpoint's weights (EMA weights when the checkpoint has them), in eval mode,
+    carrying its :class:`binmark.inference.InferenceSpec` as ``binmark_inference`` when the
+    checkpoint's config names a known schema.
 
     Returns:
         (model, checkpoint dict).
@@ -95,6 +98,11 @@ def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") 
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise ValueError(f"checkpoint {path}: weights do not fit its architecture ({str(exc)[:300]})") from None
+    if "config" in ckpt:
+        cfg = from_dict(Config, ckpt["config"])
+        schema = dataset_skeleton(cfg.data)
+        if schema is not None:
+            setattr(model, INFERENCE_ATTR, InferenceSpec.from_config(cfg, schema))
     return model.to(device).eval(), ckpt
 
 

@@ -1,0 +1,13 @@
+"""Inference for people: :class:`Localizer` (images, batches, video), image reading, detectors,
+temporal smoothing, and ``binmark predict`` (:mod:`binmark.inference.run`)."""
+
+from binmark.inference.detect import HAAR_TO_LANDMARK_BOX, Detector, HaarFaceDetector, WholeImage
+from binmark.inference.images import ImageReadError, read_image, to_rgb8
+from binmark.inference.localizer import Localizer, Result
+from binmark.inference.smoothing import OneEuroFilter
+from binmark.inference.spec import InferenceSpec
+
+__all__ = [
+    "Localizer", "Result", "InferenceSpec", "Detector", "HaarFaceDetector", "WholeImage",
+    "HAAR_TO_LANDMARK_BOX", "OneEuroFilter", "ImageReadError", "read_image", "to_rgb8",
+]  # fmt: skip

@@ -1,0 +1,120 @@
+"""``InferenceSpec``: what a model needs around it to turn an image and a box into landmarks.
+
+A network alone does not say how big its input is, how its crops are padded, how its heatmaps
+decode or which keypoint schema its outputs follow. Training checkpoints carry this in their
+config; packed ``.bmk`` files carry it in their manifest (``"inference"``). Both round-trip through
+:meth:`InferenceSpec.to_dict` / :meth:`InferenceSpec.from_dict` (plain JSON, no code).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from binmark.data.skeletons import SKELETONS, Skeleton, skeleton
+from binmark.heatmaps import HeatmapCodec
+from binmark.sizes import as_size
+
+__all__ = ["InferenceSpec", "INFERENCE_ATTR"]
+
+#: the attribute under which a loaded model carries its InferenceSpec
+INFERENCE_ATTR = "binmark_inference"
+
+_DECODES = ("argmax", "quarter", "dark", "soft")
+
+
+@dataclass(frozen=True)
+class InferenceSpec:
+    """Crop geometry, decoding and schema of a trained model.
+
+    Args:
+        skeleton: the keypoint schema of the model's outputs (or a registered schema's name).
+        input_size: network input (w, h) in pixels.
+        heatmap_size: heatmap (w, h) in pixels.
+        sigma: target Gaussian σ in heatmap pixels (used by the "dark" decoder).
+        decode: heatmap decoder ("argmax", "quarter", "dark", "soft").
+        padding: the crop is ``padding`` × the box (1.25 as in training).
+        output_activation: "sigmoid" for models trained with sigmoid cross-entropy (they output
+            logits), else None.
+        flip_test: average with the mirrored crop's heatmaps (twice the compute).
+    """
+
+    skeleton: Skeleton
+    input_size: tuple[int, int] = (256, 256)
+    heatmap_size: tuple[int, int] = (64, 64)
+    sigma: float = 2.0
+    decode: str = "quarter"
+    padding: float = 1.25
+    output_activation: str | None = None
+    flip_test: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.skeleton, str):
+            object.__setattr__(self, "skeleton", skeleton(self.skeleton))
+        object.__setattr__(self, "input_size", as_size(self.input_size))
+        object.__setattr__(self, "heatmap_size", as_size(self.heatmap_size))
+        if self.decode not in _DECODES:
+            raise ValueError(f"inference spec: decode {self.decode!r} is not one of {_DECODES}")
+        if self.output_activation not in (None, "sigmoid"):
+            raise ValueError(f"inference spec: output_activation must be null or 'sigmoid', got {self.output_activation!r}")
+        if not self.padding > 0:
+            raise ValueError(f"inference spec: padding must be > 0, got {self.padding}")
+
+    def __repr__(self) -> str:
+        return (f"InferenceSpec(skeleton={self.skeleton.name!r} ({self.skeleton.num_keypoints} keypoints), "
+                f"input_size={self.input_size}, heatmap_size={self.heatmap_size}, sigma={self.sigma}, "
+                f"decode={self.decode!r}, padding={self.padding}, output_activation={self.output_activation!r}, "
+                f"flip_test={self.flip_test})")  # fmt: skip
+
+    @property
+    def codec(self) -> HeatmapCodec:
+        """The heatmap codec of this geometry."""
+        return HeatmapCodec(self.input_size, self.heatmap_size, self.sigma, "subpixel", self.decode)
+
+    @classmethod
+    def from_config(cls, config: Any, schema: Skeleton) -> InferenceSpec:
+        """The spec of a training :class:`binmark.train.Config` whose data follow ``schema``."""
+        return cls(
+            skeleton=schema,
+            input_size=config.data.input_size,
+            heatmap_size=config.data.heatmap_size,
+            sigma=config.data.sigma,
+            decode=config.eval.decode,
+            padding=config.data.padding,
+            output_activation="sigmoid" if config.loss.name == "sigmoid_ce" else None,
+            flip_test=False,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data; a registered schema is stored by name, a custom one in full."""
+        d = asdict(self)
+        registered = self.skeleton.name in SKELETONS and skeleton(self.skeleton.name) == self.skeleton
+        d["skeleton"] = self.skeleton.name if registered else _skeleton_dict(self.skeleton)
+        d["input_size"], d["heatmap_size"] = list(self.input_size), list(self.heatmap_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "inference spec") -> InferenceSpec:
+        """Inverse of :meth:`to_dict`; errors name ``where`` and the field."""
+        if not isinstance(d, dict) or "skeleton" not in d:
+            raise ValueError(f"{where}: expected an object with a 'skeleton' field, got {d!r}")
+        unknown = set(d) - {f for f in cls.__dataclass_fields__}
+        if unknown:
+            raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}")
+        s = d["skeleton"]
+        try:
+            schema = skeleton(s) if isinstance(s, str) else _skeleton_from(s)
+            return cls(**{**d, "skeleton": schema})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+
+def _skeleton_dict(s: Skeleton) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(s).items()}
+
+
+def _skeleton_from(d: dict[str, Any]) -> Skeleton:
+    def tuples(v: Any) -> Any:
+        return tuple(tuples(x) for x in v) if isinstance(v, list) else v
+
+    return Skeleton(**{k: tuples(v) for k, v in d.items()})
