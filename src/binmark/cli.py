@@ -141,7 +141,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     model, _ = model_from_checkpoint(args.checkpoint)
     packed = pack(model)
-    path = packed.save(args.out)
+    path = packed.save(args.out, args.real_dtype)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.3f} MB, {len(packed.layers)} packed layers)")
     if args.onnx:
         from binmark.deploy.onnx import export_onnx
@@ -171,6 +171,8 @@ def _add_deploy(sub: Any) -> None:
     p.add_argument("out", help="output .bmk file")
     p.add_argument("--onnx", metavar="OUT.onnx", help="also export the fake-quant graph to ONNX, checked with onnxruntime")
     p.add_argument("--input-size", type=_input_size, default=(256, 256), help="H or HxW of the ONNX example input (default: 256)")
+    p.add_argument("--real-dtype", choices=("float32", "float16"), default="float32",
+                   help="storage of the real-valued layers (first conv, heads): float32 (exact, default) or float16 (smaller)")  # fmt: skip
     p.set_defaults(func=_cmd_export, parser=p)
 
     p = sub.add_parser("bench", help="time the packed runtime against fp32, ONNX Runtime, int8",

@@ -41,14 +41,34 @@ def test_file_is_safetensors_with_a_manifest(saved) -> None:
 
 
 @pytest.mark.slow
-def test_default_hourglass_file_is_20x_smaller_than_fp32_checkpoint() -> None:
+def test_default_hourglass_file_vs_fp32_checkpoint() -> None:
     import io
 
     real = build("hourglass", 16)
     buf = io.BytesIO()
     torch.save(real.state_dict(), buf)
     packed = pack(build("hourglass", 16, quant="bulat17").eval())
-    assert len(packed.file_bytes()) * 18 < buf.tell()  # measured 18.5× (docs/deploy.md)
+    assert len(packed.file_bytes()) * 18 < buf.tell()  # float32 real layers: measured 18.5× (docs/deploy.md)
+    assert len(packed.file_bytes("float16")) * 20 < buf.tell()  # float16 real layers: past the 20× target
+
+
+def test_float16_real_layers_are_smaller_and_load_as_float32(tmp_path) -> None:
+    from binmark.deploy.exact import dyadic, dyadic_input
+
+    model = dyadic(build("hourglass", 16, quant="bulat17", depth=2, width=32))
+    packed = pack(model)
+    full, half = packed.save(tmp_path / "a.bmk"), packed.save(tmp_path / "b.bmk", real_dtype="float16")
+    real_params = sum(p.numel() for n in packed._real_weights() for p in [packed.net.get_parameter(n)])
+    assert full.stat().st_size - half.stat().st_size >= 2 * real_params - 4096  # 2 bytes saved per real weight
+    manifest = json.loads(_header(half.read_bytes())["__metadata__"]["binmark"])
+    assert manifest["real_dtype"] == "float16"
+    loaded = load(half)
+    assert all(t.dtype != torch.float16 for t in loaded.state_dict().values())
+    x = dyadic_input((1, 3, 32, 32))
+    for a, b in zip(loaded(x), load(full)(x), strict=True):
+        assert torch.equal(a, b)  # the dyadic weights are exact in float16
+    with pytest.raises(ValueError, match="real_dtype"):
+        packed.file_bytes("bfloat16")
 
 
 def _refused_or_identical(path, blob: bytes, x: torch.Tensor, expected: list[torch.Tensor]) -> None:

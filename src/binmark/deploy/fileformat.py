@@ -10,6 +10,8 @@ layers). Its metadata entry ``"binmark"`` is the manifest, a JSON object:
 - ``inference`` (optional): the :class:`binmark.inference.InferenceSpec` (schema, input size,
   decoding, padding) that :class:`binmark.Localizer` needs; written when the packed model knows it
   (models loaded from a training checkpoint do);
+- ``real_dtype`` (optional, default "float32"): "float16" when the real-valued layers' weights are
+  stored in half precision (``save(path, real_dtype="float16")``); they are loaded as float32;
 - ``layers``: the packed layers (the runtime graph's quantized nodes), compared on load with what
   this binmark rebuilds, so a file never loads into a different network;
 - ``checksum``: SHA-256 over the manifest (without this field) and every tensor's name, dtype,
@@ -38,11 +40,13 @@ from binmark.fileio import atomic_write
 from binmark.inference.spec import INFERENCE_ATTR, InferenceSpec
 from binmark.models import ARCH_ATTR, build_from_arch
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "PackedFileError", "PackedModel", "pack", "load"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "REAL_DTYPES", "PackedFileError", "PackedModel", "pack", "load"]
 
 FORMAT = "binmark-packed"
 #: The ``.bmk`` format version this binmark writes and the newest it reads.
 FORMAT_VERSION = 1
+#: storage types of the real-valued layers' weights (manifest field ``real_dtype``, default float32)
+REAL_DTYPES = ("float32", "float16")
 
 
 class PackedFileError(ValueError):
@@ -85,17 +89,38 @@ class PackedModel(nn.Module):
             raise RuntimeError("a PackedModel is inference-only; train the original model instead")
         return super().train(False)
 
-    def file_bytes(self) -> bytes:
-        """The ``.bmk`` file's content."""
+    def _real_weights(self) -> set[str]:
+        """State names of the real-valued convolutions' and linear layers' weights and biases."""
+        names = set()
+        for prefix, m in self.net.named_modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                names.update(f"{prefix}.{n}" for n, p in m.named_parameters(recurse=False) if p.dtype == torch.float32)
+        return names
+
+    def file_bytes(self, real_dtype: str = "float32") -> bytes:
+        """The ``.bmk`` file's content.
+
+        Args:
+            real_dtype: storage of the real-valued layers' weights (the first conv, heads):
+                "float32" (exact) or "float16" (half their bytes; loaded back as float32, so
+                results move by their fp16 rounding). Thresholds and scales stay float32.
+        """
+        if real_dtype not in REAL_DTYPES:
+            raise ValueError(f"real_dtype must be one of {REAL_DTYPES}, got {real_dtype!r}")
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         manifest = self.manifest()
+        if real_dtype == "float16":
+            for name in self._real_weights():
+                state[name] = state[name].half()
+            manifest["real_dtype"] = real_dtype
         manifest["checksum"] = _checksum(manifest, state)
         return st_save(state, metadata={"binmark": json.dumps(manifest, sort_keys=True)})
 
-    def save(self, path: str | Path) -> Path:
-        """Write the model to ``path`` (conventionally ``.bmk``), atomically; returns the path."""
+    def save(self, path: str | Path, real_dtype: str = "float32") -> Path:
+        """Write the model to ``path`` (conventionally ``.bmk``), atomically; returns the path.
+        ``real_dtype`` as in :meth:`file_bytes`."""
         path = Path(path)
-        atomic_write(path, self.file_bytes())
+        atomic_write(path, self.file_bytes(real_dtype))
         return path
 
 
@@ -181,6 +206,10 @@ def load(path: str | Path) -> PackedModel:
         raise _refuse(path, f"cannot rebuild the architecture {manifest.get('arch')!r}: {exc}") from None
     if layer_records(net) != manifest.get("layers"):
         raise _refuse(path, "its packed layers differ from what this binmark builds for the same architecture; re-export it with this version")
+    real_dtype = manifest.get("real_dtype", "float32")
+    if real_dtype not in REAL_DTYPES:
+        raise _refuse(path, f"unknown real_dtype {real_dtype!r} in the manifest (expected one of {REAL_DTYPES})")
+    state = {k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()}
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
