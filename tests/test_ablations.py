@@ -45,10 +45,10 @@ def test_block_rows_have_matched_parameter_counts() -> None:
 def test_claims_and_verdicts(tmp_path: Path) -> None:
     run = _runner()
     ids = {r["id"] for r in SPEC["rows"]}
-    assert all(c["better"] in ids and c["worse"] in ids for c in SPEC["claims"])
+    assert all({c["better"], c["worse"]} <= ids if "better" in c else {c["keeps"], c["of"]} <= ids for c in SPEC["claims"])
 
-    def write(row: str, seed: int, value: float) -> None:
-        r = {"row": row, "seed": seed, "metric": "Mean", "value": value, "params": 1, "packed_bytes": 1,
+    def write(row: str, seed: int, value: float, packed: int = 1) -> None:
+        r = {"row": row, "seed": seed, "metric": "Mean", "value": value, "params": 1, "packed_bytes": packed,
              "binary_mac_share": 0.9, "latency_ms": 1.0, "train_seconds": 1.0, "threads": 2}  # fmt: skip
         (tmp_path / row / f"seed{seed}").mkdir(parents=True)
         (tmp_path / row / f"seed{seed}" / "result.json").write_text(json.dumps(r))
@@ -57,6 +57,8 @@ def test_claims_and_verdicts(tmp_path: Path) -> None:
         write("hg_e_bin", seed, e)
         write("hg_a_bin", seed, a)
         write("hg_c_bin", seed, c)
+    write("cu_o2_real", 0, 10.0, packed=3200)
+    write("cu_o2_w1a8", 0, 10.5, packed=200)
     run.HERE, run.DOC = tmp_path, tmp_path / "none.md"  # write the tables into tmp_path
     text = run.report(SPEC, tmp_path)
     assert "Mean 61.00 ± 1.00 | 3 |" in text
@@ -64,3 +66,5 @@ def test_claims_and_verdicts(tmp_path: Path) -> None:
     assert "**reproduces**" in next(l for l in lines if "bottleneck (a)" in l)  # 61 vs 50: far beyond the spread
     assert "within the seeds' spread" in next(l for l in lines if "multi-scale block (c)" in l)  # 61 vs 60
     assert "Not run yet" in next(l for l in lines if "max-pooling" in l)
+    keeps = next(l for l in lines if "at a fraction of its size" in l)
+    assert "(5.0 % apart; tolerance 10 %) at 16.0× smaller — **reproduces**" in keeps

@@ -95,7 +95,22 @@ def _cell(values: list[float]) -> str:
     return f"{mean:.2f}" if len(values) == 1 else f"{mean:.2f} ± {spread:.2f}"
 
 
+def _keeps(claim: dict[str, Any], results: dict[str, list[dict[str, Any]]], rows: dict[str, Any]) -> str:
+    """A "keeps accuracy at a fraction of the size" claim: metric within ``within`` % (relative)."""
+    a, b = results.get(claim["keeps"]), results.get(claim["of"])
+    if not a or not b:
+        return f"{claim['paper']}. Not run yet."
+    ma, mb = statistics.fmean(r["value"] for r in a), statistics.fmean(r["value"] for r in b)
+    change = 100 * abs(ma - mb) / mb
+    smaller = b[0]["packed_bytes"] / a[0]["packed_bytes"]
+    word = "**reproduces**" if change <= claim["within"] else "**does not reproduce**"
+    return (f"{claim['paper']}. Here: {rows[claim['keeps']]['label']} {a[0]['metric']} {ma:.2f} vs {rows[claim['of']]['label']} "
+            f"{mb:.2f} ({change:.1f} % apart; tolerance {claim['within']} %) at {smaller:.1f}× smaller — {word}.")  # fmt: skip
+
+
 def _verdict(claim: dict[str, Any], results: dict[str, list[dict[str, Any]]], spec: dict[str, Any], rows: dict[str, Any]) -> str:
+    if "keeps" in claim:
+        return _keeps(claim, results, rows)
     a, b = results.get(claim["better"]), results.get(claim["worse"])
     if not a or not b:
         return f"{claim['paper']}. Not run yet."
