@@ -103,7 +103,11 @@ def _keeps(claim: dict[str, Any], results: dict[str, list[dict[str, Any]]], rows
     ma, mb = statistics.fmean(r["value"] for r in a), statistics.fmean(r["value"] for r in b)
     change = 100 * abs(ma - mb) / mb
     smaller = b[0]["packed_bytes"] / a[0]["packed_bytes"]
-    word = "**reproduces**" if change <= claim["within"] else "**does not reproduce**"
+    seeds = min(len(a), len(b))
+    if change > claim["within"]:
+        word = "**does not reproduce**"
+    else:
+        word = "**reproduces**" if seeds > 1 else "within the tolerance (one seed: not conclusive)"
     return (f"{claim['paper']}. Here: {rows[claim['keeps']]['label']} {a[0]['metric']} {ma:.2f} vs {rows[claim['of']]['label']} "
             f"{mb:.2f} ({change:.1f} % apart; tolerance {claim['within']} %) at {smaller:.1f}× smaller — {word}.")  # fmt: skip
 
