@@ -125,9 +125,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     device = _device(cfg.train.device)
     model, ckpt = model_from_checkpoint(args.checkpoint, device)
     samples = build_split(cfg.data, args.split)
-    act = "sigmoid" if cfg.loss.name == "sigmoid_ce" else None
     report = Evaluator(samples, build_codec(cfg.data, cfg.eval.decode), cfg.eval.flip_test, cfg.eval.batch_size,
-                       device=device, padding=cfg.data.padding, output_activation=act)(model)  # fmt: skip
+                       device=device, padding=cfg.data.padding, output_activation=cfg.loss.output_activation)(model)  # fmt: skip
     print(report.table())
     out = Path(args.out) if args.out else Path(str(args.checkpoint) + ".eval.json")
     atomic_write(out, report.to_json())

@@ -55,9 +55,8 @@ def _evaluate(run: Path, config: dict[str, Any], out: Path) -> list[Section]:
     cfg = from_dict(Config, config)
     model, _ = model_from_checkpoint(ckpt)
     samples = build_split(cfg.data, "val")
-    act = "sigmoid" if cfg.loss.name == "sigmoid_ce" else None
     ev = Evaluator(samples, build_codec(cfg.data, cfg.eval.decode), cfg.eval.flip_test, cfg.eval.batch_size,
-                   padding=cfg.data.padding, output_activation=act)  # fmt: skip
+                   padding=cfg.data.padding, output_activation=cfg.loss.output_activation)  # fmt: skip
     pred = ev.predict(model)
     report = ev.report(pred)
     atomic_write(out / "eval.json", report.to_json())

@@ -74,11 +74,11 @@ def _load(model: Any, device: torch.device) -> tuple[nn.Module, InferenceSpec | 
 
         net, _ = model_from_checkpoint(path, device)
         return net, getattr(net, INFERENCE_ATTR, None)
+    if device.type != "cpu":
+        raise ValueError(f"Localizer: {path} is a packed CPU model; use device='cpu'")
     from binmark.deploy import load
 
     packed = load(path)
-    if device.type != "cpu":
-        raise ValueError(f"Localizer: {path} is a packed CPU model; use device='cpu'")
     return packed, packed.inference
 
 

@@ -81,7 +81,7 @@ class InferenceSpec:
             sigma=config.data.sigma,
             decode=config.eval.decode,
             padding=config.data.padding,
-            output_activation="sigmoid" if config.loss.name == "sigmoid_ce" else None,
+            output_activation=config.loss.output_activation,
             flip_test=False,
         )
 

@@ -96,6 +96,11 @@ class LossConfig:
     stack_weights: list[float] | None = None
     distill: DistillConfig | None = None
 
+    @property
+    def output_activation(self) -> str | None:
+        """"sigmoid" when the model trained with this loss outputs logits (sigmoid_ce), else None."""
+        return "sigmoid" if self.name == "sigmoid_ce" else None
+
 
 @dataclass
 class OptimConfig:

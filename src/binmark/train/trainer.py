@@ -373,8 +373,7 @@ class _StageRun:
         t, cfg = self.t, self.t.cfg
         model = self.ema.model if self.ema else self.model
         shard = _Shard(t.val_set, t.dist.rank, t.dist.world_size) if t.dist.enabled else t.val_set
-        act = "sigmoid" if cfg.loss.name == "sigmoid_ce" else None
-        ev = Evaluator(shard, t.codec, cfg.eval.flip_test, cfg.eval.batch_size, device=t.device, padding=cfg.data.padding, output_activation=act)
+        ev = Evaluator(shard, t.codec, cfg.eval.flip_test, cfg.eval.batch_size, device=t.device, padding=cfg.data.padding, output_activation=cfg.loss.output_activation)
         parts = D.all_gather_objects(ev.predict(model), t.dist)
         if not t.dist.is_main:
             return None
