@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from binmark import models
+from binmark.losses import Distilled, KLDistill
 from binmark.train.build import architecture, build_augment, build_loss, dataset_skeleton
 from binmark.train.config import Config, load_config
 from binmark.train.schedule import learning_rate
@@ -110,3 +112,24 @@ class TestSchedule:
         assert self._lr(c, 0) == pytest.approx(1.0)
         assert self._lr(c, 50) == pytest.approx(0.55)
         assert self._lr(c, 100) == pytest.approx(0.1)
+
+
+DISTILL_CONFIGS = [p for p in CONFIGS if load_config(p).loss.distill is not None]
+
+
+@pytest.mark.parametrize("path", DISTILL_CONFIGS, ids=[p.name for p in DISTILL_CONFIGS])
+def test_distillation_recipes_give_the_kl_term_weight(path: Path) -> None:
+    """With a teacher whose heatmaps are Gaussians in [0, 1] (MSE/AWing-trained), softmax at T = 1
+    is nearly flat and KL·T² vanishes next to the task loss; the shipped recipes' temperature and
+    weight must make the KL term count (docs/models.md, "Choosing the temperature")."""
+    cfg = load_config(path)
+    size = cfg.data.heatmap_size if isinstance(cfg.data.heatmap_size, int) else cfg.data.heatmap_size[0]
+    ys, xs = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    teacher = torch.exp(-((xs - size / 3) ** 2 + (ys - size / 2) ** 2) / (2 * cfg.data.sigma**2))[None, None]
+    student = torch.zeros_like(teacher)
+    loss = build_loss(cfg.loss)
+    task = loss.task_weight * loss.task(student, teacher)
+    kl = loss.kl_weight * loss.kl(student, teacher)
+    assert kl > 0.5 * task
+    flat = Distilled(loss.task, KLDistill(1.0))  # T = 1, weight 1
+    assert flat.kl_weight * flat.kl(student, teacher) < 0.05 * task
