@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from binmark import models
 from binmark.losses import Distilled, KLDistill
-from binmark.train.build import architecture, build_augment, build_loss, dataset_skeleton
+from binmark.train.build import architecture, build_augment, build_codec, build_loss, dataset_skeleton
 from binmark.train.config import Config, load_config
 from binmark.train.schedule import learning_rate
 from binmark.data import skeleton
@@ -123,9 +124,10 @@ def test_distillation_recipes_give_the_kl_term_weight(path: Path) -> None:
     is nearly flat and KL·T² vanishes next to the task loss; the shipped recipes' temperature and
     weight must make the KL term count (docs/models.md, "Choosing the temperature")."""
     cfg = load_config(path)
-    size = cfg.data.heatmap_size if isinstance(cfg.data.heatmap_size, int) else cfg.data.heatmap_size[0]
-    ys, xs = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    teacher = torch.exp(-((xs - size / 3) ** 2 + (ys - size / 2) ** 2) / (2 * cfg.data.sigma**2))[None, None]
+    codec = build_codec(cfg.data)
+    w, h = codec.input_size
+    maps, _ = codec.encode(np.array([[w / 3, h / 2]]), np.array([True]))
+    teacher = torch.from_numpy(maps).float()[None]
     student = torch.zeros_like(teacher)
     loss = build_loss(cfg.loss)
     task = loss.task_weight * loss.task(student, teacher)
