@@ -6,8 +6,8 @@
     .venv/bin/python benchmarks/ablations/run.py --report         # only rebuild the table
 
 Rows train in rows.yaml's order (all chosen rows for the first seed, then the next seed), whatever
-the order given to ``--rows``. Resumable: a (row, seed) whose ``runs/ROW/seedS/result.json`` exists is skipped, so an interrupted
-study continues where it stopped. Each result holds the row's metric on the held-out synthetic
+the order given to ``--rows``. Resumable: a (row, seed) whose ``runs/ROW/seedS/result.json``
+exists is skipped, so an interrupted study continues where it stopped. Each result holds the row's metric on the held-out synthetic
 set (from the trainer's final validation), parameters, packed size and binary-MAC share
 (``binmark.quant.summary``), the packed runtime's latency (batch 1, median of 20 runs) and the
 training time. The table (mean ± half the min–max range over seeds) and the claim verdicts go to
