@@ -1,4 +1,4 @@
-"""Builds binmark's C kernels (src/binmark/deploy/csrc/bitconv.c) during ``pip install``.
+"""Builds binmark's C kernels (src/binmark/deploy/csrc/) during ``pip install``.
 
 The extension has a plain C ABI loaded with ctypes: no torch and no Python headers are used, so
 the build needs only a C compiler. Per-ISA code is selected inside the file with
@@ -13,7 +13,8 @@ setup(
     ext_modules=[
         Extension(
             "binmark.deploy._bitconv",
-            sources=["src/binmark/deploy/csrc/bitconv.c"],
+            sources=[f"src/binmark/deploy/csrc/{name}.c" for name in ("bitconv", "engine", "bconv", "gemm")],
+            depends=["src/binmark/deploy/csrc/engine.h"],
             extra_compile_args=["-O3", "-fopenmp", "-fvisibility=hidden", "-std=c11"],
             extra_link_args=["-fopenmp"],
             optional=True,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +36,26 @@ from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
 from binmark import __version__
+from binmark.deploy import engine
 from binmark.deploy.pack import layer_records, rewrite
+from binmark.deploy.plan import Plan, Unsupported, build_plan
 from binmark.fileio import atomic_write
 from binmark.inference.spec import INFERENCE_ATTR, InferenceSpec
 from binmark.models import ARCH_ATTR, build_from_arch
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "REAL_DTYPES", "PackedFileError", "PackedModel", "pack", "load"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "REAL_DTYPES", "RUNTIMES", "DEFAULT_PRECISION", "PackedFileError", "PackedModel", "pack", "load"]
 
 FORMAT = "binmark-packed"
 #: The ``.bmk`` format version this binmark writes and the newest it reads.
 FORMAT_VERSION = 1
 #: storage types of the real-valued layers' weights (manifest field ``real_dtype``, default float32)
 REAL_DTYPES = ("float32", "float16")
+#: how a packed model runs: the fused engine where it can (else module by module), only the fused
+#: engine (an error where it cannot), or module by module
+RUNTIMES = ("auto", "fused", "modules")
+#: the real-valued layers' arithmetic by default (``binmark.deploy.engine``; the choice is measured
+#: in docs/deploy.md and tests/deploy/test_precision.py)
+DEFAULT_PRECISION = "exact"
 
 
 class PackedFileError(ValueError):
@@ -56,15 +65,121 @@ class PackedFileError(ValueError):
 class PackedModel(nn.Module):
     """A packed model: ``packed(x)`` → the list of heatmaps ``model.eval()(x)`` returns.
 
-    Inputs are converted to channels_last memory (the layout the kernels read); outputs have the
-    model's shapes (N, K, H/4, W/4). Build one with :func:`pack` or :func:`load`.
+    Outputs have the model's shapes (N, K, H/4, W/4). Build one with :func:`pack` or :func:`load`.
+
+    Args:
+        net: the rewritten network (``binmark.deploy.pack.rewrite``).
+        arch: its architecture record.
+        inference: the inference spec stored with it, or None.
+        precision: the real-valued layers' arithmetic in the fused engine: "fast" (AMX bf16 where
+            the CPU has it, float32 elsewhere) or "exact" (float32: equal to the fake-quantized
+            model up to float rounding); see ``binmark.deploy.engine``.
+        runtime: "auto" (the fused engine where the network allows, module by module otherwise),
+            "fused" (the engine only; a network it cannot run is an error) or "modules" (module by
+            module: each packed layer a C kernel call, the glue in PyTorch).
+
+    The fused engine's plan is built once per input size (:meth:`plan`) and kept, with the
+    compiled engine per kernel configuration; inputs of other sizes get their own plan.
     """
 
-    def __init__(self, net: nn.Module, arch: dict[str, Any], inference: InferenceSpec | None = None) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        arch: dict[str, Any],
+        inference: InferenceSpec | None = None,
+        precision: str = DEFAULT_PRECISION,
+        runtime: str = "auto",
+    ) -> None:
         super().__init__()
         self.net = net.to(memory_format=torch.channels_last).eval()
         self.arch = arch
         self.inference = inference
+        self.precision = precision
+        self.runtime = runtime
+        self._reset_caches()
+
+    def _reset_caches(self) -> None:
+        self._plans: dict[tuple[int, int], Plan | str] = {}
+        self._engines: dict[tuple[Any, ...], engine.Engine] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def precision(self) -> str:
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        if value not in engine.PRECISIONS:
+            raise ValueError(f"precision must be one of {engine.PRECISIONS}, got {value!r}")
+        self._precision = value
+
+    @property
+    def runtime(self) -> str:
+        return self._runtime
+
+    @runtime.setter
+    def runtime(self, value: str) -> None:
+        if value not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {value!r}")
+        self._runtime = value
+
+    def plan(self, height: int, width: int) -> Plan | None:
+        """The fused engine's plan for (height, width) images, or None when the network has a part
+        the engine cannot run (:meth:`why_modules` says which).
+
+        Raises:
+            ValueError: the model does not take images of this size.
+        """
+        key = (int(height), int(width))
+        with self._lock:
+            if key not in self._plans:
+                try:
+                    self._plans[key] = build_plan(self.net, *key)
+                except Unsupported as exc:
+                    self._plans[key] = str(exc)
+            found = self._plans[key]
+        return found if isinstance(found, Plan) else None
+
+    def why_modules(self, height: int, width: int) -> str | None:
+        """Why (height, width) inputs would run module by module, or None if they run fused."""
+        if self.runtime == "modules":
+            return "runtime='modules'"
+        if engine.config_for(self.precision) is None:
+            return "binmark's C library is not built"
+        if self.plan(height, width) is None:
+            return self._plans[(int(height), int(width))]  # type: ignore[return-value]
+        return None
+
+    def fused_engine(self, height: int, width: int) -> engine.Engine | None:
+        """The compiled engine for (height, width) inputs with this machine's kernels and
+        :attr:`precision`, or None where the model runs module by module.
+
+        Raises:
+            RuntimeError: ``runtime="fused"`` and the engine cannot run this model here.
+        """
+        why = self.why_modules(height, width)
+        if why is not None:
+            if self.runtime == "fused":
+                raise RuntimeError(f"the fused engine cannot run this model: {why}")
+            return None
+        config = engine.config_for(self.precision)
+        plan = self.plan(height, width)
+        assert config is not None and plan is not None
+        key = (plan.input_shape, config)
+        with self._lock:
+            if key not in self._engines:
+                self._engines[key] = engine.Engine(plan, config)
+            return self._engines[key]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for name in ("_plans", "_engines", "_lock"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset_caches()
 
     @property
     def layers(self) -> list[dict[str, Any]]:
@@ -79,6 +194,10 @@ class PackedModel(nn.Module):
         return manifest
 
     def forward(self, x: Tensor) -> list[Tensor]:
+        if x.dim() == 4 and x.shape[1] == 3 and x.device.type == "cpu":
+            fused = self.fused_engine(x.shape[2], x.shape[3])
+            if fused is not None:
+                return fused(x)
         with torch.inference_mode():
             out = self.net(x.float().contiguous(memory_format=torch.channels_last))
         return [t.contiguous() for t in out]
@@ -133,11 +252,12 @@ def _checksum(manifest: dict[str, Any], state: dict[str, Tensor]) -> str:
     return h.hexdigest()
 
 
-def pack(model: nn.Module, inference: InferenceSpec | None = None) -> PackedModel:
+def pack(model: nn.Module, inference: InferenceSpec | None = None, precision: str = DEFAULT_PRECISION, runtime: str = "auto") -> PackedModel:
     """Pack a model built by ``binmark.models.build`` (or loaded from a checkpoint) for inference.
 
     ``inference`` (default: the model's ``binmark_inference``, set when it was loaded from a
-    checkpoint) is stored in the file for :class:`binmark.Localizer`.
+    checkpoint) is stored in the file for :class:`binmark.Localizer`. ``precision`` and
+    ``runtime``: see :class:`PackedModel` (run-time settings, not stored in the file).
 
     BatchNorms are folded into binary convs' thresholds and output transforms, 1-bit weights are
     bit-packed, k-bit weights kept as k-bit codes (see ``binmark.deploy.pack``). The model itself
@@ -152,7 +272,7 @@ def pack(model: nn.Module, inference: InferenceSpec | None = None) -> PackedMode
             f"pack: {type(model).__name__} has no architecture record; build the model with "
             "binmark.models.build (or load it from a binmark checkpoint) so the file can rebuild it"
         )
-    return PackedModel(rewrite(model, values=True), arch, inference or getattr(model, INFERENCE_ATTR, None))
+    return PackedModel(rewrite(model, values=True), arch, inference or getattr(model, INFERENCE_ATTR, None), precision, runtime)
 
 
 def _refuse(path: str | Path, what: str) -> PackedFileError:
@@ -184,8 +304,9 @@ def _read_manifest(path: str | Path, data: bytes) -> dict[str, Any]:
     return manifest
 
 
-def load(path: str | Path) -> PackedModel:
-    """Load a ``.bmk`` file; no code in the file is executed.
+def load(path: str | Path, precision: str = DEFAULT_PRECISION, runtime: str = "auto") -> PackedModel:
+    """Load a ``.bmk`` file; no code in the file is executed. ``precision`` and ``runtime``: see
+    :class:`PackedModel`.
 
     Raises:
         PackedFileError: the file is truncated, corrupted, tampered with, of a newer format
@@ -220,4 +341,4 @@ def load(path: str | Path) -> PackedModel:
             inference = InferenceSpec.from_dict(manifest["inference"], f"{path}: manifest field 'inference'")
         except ValueError as exc:
             raise _refuse(path, str(exc).removeprefix(f"{path}: ")) from None
-    return PackedModel(net, manifest["arch"], inference)
+    return PackedModel(net, manifest["arch"], inference, precision, runtime)

@@ -36,7 +36,16 @@ from torch import Tensor, nn
 from binmark.deploy import native
 from binmark.quant import QuantConv2d
 
-__all__ = ["PackedBinaryConv2d", "PackedQuantConv2d", "backends", "choices", "is_binary_conv", "int8_gemm_available"]
+__all__ = [
+    "PackedBinaryConv2d",
+    "PackedQuantConv2d",
+    "backends",
+    "bn_affine",
+    "choices",
+    "int8_gemm_available",
+    "is_binary_conv",
+    "unpack_words",
+]
 
 _WORD = 32
 
@@ -70,7 +79,7 @@ def _pack_words(bits: np.ndarray) -> np.ndarray:
     return words.astype(np.uint32).view(np.int32)
 
 
-def _unpack_words(words: Tensor, count: int) -> Tensor:
+def unpack_words(words: Tensor, count: int) -> Tensor:
     """Inverse of :func:`_pack_words`: int32 (..., W) → bool (..., count)."""
     shifts = torch.arange(_WORD, dtype=torch.int32)
     bits = (words.unsqueeze(-1) >> shifts) & 1
@@ -180,7 +189,7 @@ class PackedBinaryConv2d(nn.Module):
         if conv.bias is not None:
             bias = conv.bias.detach().double().cpu()
         if post_bn is not None:
-            s, t = _bn_affine(post_bn)
+            s, t = bn_affine(post_bn)
             scale, bias = scale * s, bias * s + t
         self.scale.copy_(scale.float())
         self.bias.copy_(bias.float())
@@ -193,7 +202,7 @@ class PackedBinaryConv2d(nn.Module):
         theta = torch.zeros(cin, dtype=torch.float64) if theta is None else theta.detach().double().cpu().reshape(-1)
         s, t = (torch.ones(cin, dtype=torch.float64), torch.zeros(cin, dtype=torch.float64))
         if pre_bn is not None:
-            s, t = _bn_affine(pre_bn)
+            s, t = bn_affine(pre_bn)
         # s·x + t < θ  ⇔  x < (θ − t)/s for s > 0, x > (θ − t)/s for s < 0; constant for s = 0.
         safe = torch.where(s == 0, torch.ones_like(s), s)
         thr = torch.where(s == 0, torch.zeros_like(s), (theta - t) / safe)
@@ -222,15 +231,15 @@ class PackedBinaryConv2d(nn.Module):
             valid = (oy >= 0) & (oy < h) & (ox >= 0) & (ox < w)  # (ho, wo, kh, kw)
             offs = torch.where(valid, (oy * w + ox) * self.weight_bits.shape[2], -1).reshape(ho * wo, kh * kw)
             patterns, cls = torch.unique(valid.reshape(ho * wo, kh * kw), dim=0, return_inverse=True)
-            corr = (~patterns).to(torch.int32) @ self._tap_popcounts()
+            corr = (~patterns).to(torch.int32) @ self.tap_popcounts()
             kvalid = patterns.sum(dim=1).to(torch.int32) * self.in_channels
             self._cache[key] = (offs.to(torch.int32).contiguous(), cls.to(torch.int16).contiguous(), corr.contiguous(), kvalid.contiguous())
         return self._cache[key]
 
-    def _tap_popcounts(self) -> Tensor:
+    def tap_popcounts(self) -> Tensor:
         """(taps, C_out padded) int32: −1 weights of each output channel in each tap."""
         cb, taps, cw = self.weight_bits.shape[:3]
-        bits = _unpack_words(self.weight_bits.permute(0, 1, 3, 2).reshape(-1, cw), cw * _WORD)
+        bits = unpack_words(self.weight_bits.permute(0, 1, 3, 2).reshape(-1, cw), cw * _WORD)
         return bits.view(cb, taps, _WORD, -1).sum(dim=-1, dtype=torch.int32).permute(1, 0, 2).reshape(taps, cb * _WORD)
 
     def _padded(self, name: str, t: Tensor) -> Tensor:
@@ -244,7 +253,7 @@ class PackedBinaryConv2d(nn.Module):
     def _signs(self, x: Tensor) -> Tensor:
         """The ±1 input the layer convolves (float, NCHW), from thresholds and masks."""
         cin = self.in_channels
-        flip, always, never = (_unpack_words(self.bit_masks[i], cin).view(1, -1, 1, 1) for i in range(3))
+        flip, always, never = (unpack_words(self.bit_masks[i], cin).view(1, -1, 1, 1) for i in range(3))
         thr = self.threshold.view(1, -1, 1, 1)
         bit = torch.where(flip, x > thr, x < thr) | always
         bit = bit & ~never
@@ -254,7 +263,7 @@ class PackedBinaryConv2d(nn.Module):
         """(C_out, C_in, kh, kw) float ±1 weights unpacked from ``weight_bits``."""
         if "pm1" not in self._cache:
             cb, taps, cw = self.weight_bits.shape[:3]
-            bits = _unpack_words(self.weight_bits.permute(0, 3, 1, 2).reshape(cb * _WORD, taps, cw), cw * _WORD)
+            bits = unpack_words(self.weight_bits.permute(0, 3, 1, 2).reshape(cb * _WORD, taps, cw), cw * _WORD)
             w = 1.0 - 2.0 * bits[: self.out_channels, :, : self.in_channels].float()
             self._cache["pm1"] = w.permute(0, 2, 1).reshape(self.out_channels, self.in_channels, *self.kernel_size).contiguous()
         return self._cache["pm1"]
@@ -361,7 +370,7 @@ def _time(fn: Any, repeats: int = 3) -> float:
     return best
 
 
-def _bn_affine(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+def bn_affine(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
     """(s, t) with bn(x) = s·x + t per channel in eval mode, in float64."""
     var = bn.running_var.detach().double().cpu()
     mean = bn.running_mean.detach().double().cpu()

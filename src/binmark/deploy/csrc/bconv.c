@@ -1,0 +1,204 @@
+/* Binary (XNOR-popcount) convolution tiles of the fused engine.
+ *
+ * Input: a bit tensor with a zero-word border (+1) at least as wide as the conv's padding, so
+ * every tap reads memory directly (no indirection table, no bounds checks). Zero padding, which
+ * the models were trained with, is restored exactly per border class of output pixel: the padded
+ * taps added popcount(w) mismatches (corr) and only valid taps count in K (kvalid).
+ * Weights: [C_out/32 block][tap][C_in word][32 output channels] (PackedBinaryConv2d.weight_bits).
+ * Output transform, identical in every tier: y = (float)(kvalid - 2 (acc - corr)) * m + b, as a
+ * multiply then an add (no fused multiply-add, so the tiers round alike).
+ */
+#include "engine.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define BM_X86 1
+#endif
+
+/* Word pointer of tap (0, 0) for output pixel (y, x). */
+static inline const uint32_t *in_origin(const bm_op *op, uint8_t *arena, int y, int x) {
+    const bm_view *v = &op->in;
+    int64_t wp = v->w + 2 * v->pad;
+    int64_t iy = (int64_t)y * op->sh - op->ph + v->pad, ix = (int64_t)x * op->sw - op->pw + v->pad;
+    return (const uint32_t *)(arena + v->off) + (iy * wp + ix) * v->cs;
+}
+
+static inline int row_step(const bm_op *op) { return (op->in.w + 2 * op->in.pad) * op->in.cs; }
+
+/* vals[j] = (kv - 2 (acc[j] - corr[j])) * m[j] + b[j] for the 32 channels of block cb. */
+static inline void transform32(const bm_op *op, int y, int x, int cb, const int32_t *acc, float *vals) {
+    int cls = op->cls_y[y] * op->ncls_x + op->cls_x[x];
+    const int32_t *corr = op->corr + (int64_t)cls * op->ldv + 32 * cb;
+    int32_t kv = op->kvalid[cls];
+    const float *m = op->m + 32 * cb, *b = op->b + 32 * cb;
+    float *v = vals + 32 * cb;
+    for (int j = 0; j < 32; j++) {
+        float d = (float)(kv - 2 * (acc[j] - corr[j]));
+        float t = d * m[j];
+        v[j] = t + b[j];
+    }
+}
+
+/* ---------------------------------------------------------------- portable: 1 pixel x 32 channels */
+
+static void tile_portable(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals) {
+    const int cw = op->in.cs, taps = op->kh * op->kw, cbn = op->ldv / 32, rs = row_step(op);
+    for (int i = 0; i < np; i++) {
+        const uint32_t *a = in_origin(op, cx->arena, y, x0 + i);
+        for (int cb = 0; cb < cbn; cb++) {
+            const uint32_t *wp = (const uint32_t *)op->w + (int64_t)cb * taps * cw * 32;
+            int32_t acc[32] = {0};
+            for (int ky = 0; ky < op->kh; ky++)
+                for (int kx = 0; kx < op->kw; kx++) {
+                    const uint32_t *t = a + ky * rs + kx * cw;
+                    for (int k = 0; k < cw; k++, wp += 32) {
+                        uint32_t ak = t[k];
+                        for (int j = 0; j < 32; j++) acc[j] += __builtin_popcount(ak ^ wp[j]);
+                    }
+                }
+            transform32(op, y, x0 + i, cb, acc, vals + (int64_t)i * op->ldv);
+        }
+    }
+}
+
+#ifdef BM_X86
+/* ---------------------------------------------------------------- AVX2: 4 pixels x 8 channels */
+#pragma GCC push_options
+#pragma GCC target("avx2,popcnt")
+
+/* Per-byte population counts by a nibble lookup (Mula, Kurz, Lemire, arXiv:1611.07612). */
+static inline __m256i popcnt_bytes(__m256i v, __m256i lut, __m256i low4) {
+    __m256i lo = _mm256_and_si256(v, low4);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+    return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
+}
+
+static inline __m256i widen_bytes(__m256i bytes) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(bytes, _mm256_set1_epi8(1)), _mm256_set1_epi16(1));
+}
+
+/* Byte counters are widened to int32 every 31 words (31 * 8 = 248 fits a byte). */
+static void tile_avx2(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals) {
+    const int cw = op->in.cs, taps = op->kh * op->kw, cbn = op->ldv / 32, rs = row_step(op);
+    const int ps = op->sw * cw;
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    for (int i0 = 0; i0 < np; i0 += 4) {
+        int n4 = bm_min(4, np - i0);
+        const uint32_t *a0 = in_origin(op, cx->arena, y, x0 + i0);
+        const uint32_t *a[4];
+        for (int i = 0; i < 4; i++) a[i] = a0 + (i < n4 ? i : n4 - 1) * ps;
+        for (int cb = 0; cb < cbn; cb++) {
+            int32_t acc[4][32];
+            for (int q = 0; q < 4; q++) {
+                const uint32_t *wp = (const uint32_t *)op->w + (int64_t)cb * taps * cw * 32 + 8 * q;
+                __m256i sum[4], bytes[4];
+                for (int i = 0; i < 4; i++) { sum[i] = _mm256_setzero_si256(); bytes[i] = _mm256_setzero_si256(); }
+                int steps = 0;
+                for (int ky = 0; ky < op->kh; ky++)
+                    for (int kx = 0; kx < op->kw; kx++) {
+                        int toff = ky * rs + kx * cw;
+                        for (int k = 0; k < cw; k++, wp += 32) {
+                            __m256i w = _mm256_loadu_si256((const __m256i *)wp);
+                            for (int i = 0; i < 4; i++) {
+                                __m256i x = _mm256_xor_si256(_mm256_set1_epi32((int)a[i][toff + k]), w);
+                                bytes[i] = _mm256_add_epi8(bytes[i], popcnt_bytes(x, lut, low4));
+                            }
+                            if (++steps == 31) {
+                                for (int i = 0; i < 4; i++) {
+                                    sum[i] = _mm256_add_epi32(sum[i], widen_bytes(bytes[i]));
+                                    bytes[i] = _mm256_setzero_si256();
+                                }
+                                steps = 0;
+                            }
+                        }
+                    }
+                for (int i = 0; i < 4; i++)
+                    _mm256_storeu_si256((__m256i *)(acc[i] + 8 * q), _mm256_add_epi32(sum[i], widen_bytes(bytes[i])));
+            }
+            for (int i = 0; i < n4; i++) transform32(op, y, x0 + i0 + i, cb, acc[i], vals + (int64_t)(i0 + i) * op->ldv);
+        }
+    }
+}
+#pragma GCC pop_options
+
+/* ---------------------------------------------------------------- AVX-512 VPOPCNTDQ: 8 pixels x 32 channels */
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vpopcntdq")
+
+/* One 8-pixel x 32-channel block: 16 int32 accumulators, two weight registers, one broadcast
+ * activation word per pixel and word (binary-kernels.md §3.1 in the project's references; the
+ * same shape as OpenVINO's jit_uni_bin_conv_kernel, openvinotoolkit/openvino
+ * src/plugins/intel_cpu/src/nodes/bin_conv.cpp). CW (words per input pixel) is a compile-time
+ * constant in the specialisations below, so the word loop unrolls and addresses are immediates. */
+static inline __attribute__((always_inline)) void micro512(const uint32_t *const a[8], const uint32_t *wp, int kh, int kw,
+                                                           int rs, int cw, const int CW, __m512i acc[8][2]) {
+    for (int i = 0; i < 8; i++) { acc[i][0] = _mm512_setzero_si512(); acc[i][1] = _mm512_setzero_si512(); }
+    const int n = CW ? CW : cw;
+    for (int ky = 0; ky < kh; ky++)
+        for (int kx = 0; kx < kw; kx++) {
+            int toff = ky * rs + kx * n;
+            for (int k = 0; k < n; k++, wp += 32) {
+                __m512i w0 = _mm512_loadu_si512(wp), w1 = _mm512_loadu_si512(wp + 16);
+                for (int i = 0; i < 8; i++) {
+                    __m512i x = _mm512_set1_epi32((int)a[i][toff + k]);
+                    acc[i][0] = _mm512_add_epi32(acc[i][0], _mm512_popcnt_epi32(_mm512_xor_si512(x, w0)));
+                    acc[i][1] = _mm512_add_epi32(acc[i][1], _mm512_popcnt_epi32(_mm512_xor_si512(x, w1)));
+                }
+            }
+        }
+}
+
+static inline __attribute__((always_inline)) void transform512(const bm_op *op, int y, int x, int cb, __m512i acc0, __m512i acc1, float *v) {
+    int cls = op->cls_y[y] * op->ncls_x + op->cls_x[x];
+    const int32_t *corr = op->corr + (int64_t)cls * op->ldv + 32 * cb;
+    __m512i kv = _mm512_set1_epi32(op->kvalid[cls]);
+    __m512i d0 = _mm512_sub_epi32(kv, _mm512_slli_epi32(_mm512_sub_epi32(acc0, _mm512_loadu_si512(corr)), 1));
+    __m512i d1 = _mm512_sub_epi32(kv, _mm512_slli_epi32(_mm512_sub_epi32(acc1, _mm512_loadu_si512(corr + 16)), 1));
+    const float *m = op->m + 32 * cb, *b = op->b + 32 * cb;
+    _mm512_storeu_ps(v + 32 * cb, _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d0), _mm512_loadu_ps(m)), _mm512_loadu_ps(b)));
+    _mm512_storeu_ps(v + 32 * cb + 16, _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d1), _mm512_loadu_ps(m + 16)), _mm512_loadu_ps(b + 16)));
+}
+
+static inline __attribute__((always_inline)) void tile512_body(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals, const int CW) {
+    const int cw = op->in.cs, taps = op->kh * op->kw, cbn = op->ldv / 32, rs = row_step(op);
+    const int ps = op->sw * cw;
+    for (int i0 = 0; i0 < np; i0 += 8) {
+        int n8 = bm_min(8, np - i0);
+        const uint32_t *a0 = in_origin(op, cx->arena, y, x0 + i0);
+        const uint32_t *a[8];
+        for (int i = 0; i < 8; i++) a[i] = a0 + (i < n8 ? i : n8 - 1) * ps;
+        for (int cb = 0; cb < cbn; cb++) {
+            __m512i acc[8][2];
+            micro512(a, (const uint32_t *)op->w + (int64_t)cb * taps * cw * 32, op->kh, op->kw, rs, cw, CW, acc);
+            for (int i = 0; i < n8; i++) transform512(op, y, x0 + i0 + i, cb, acc[i][0], acc[i][1], vals + (int64_t)(i0 + i) * op->ldv);
+        }
+    }
+}
+
+static void tile512_w1(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *v) { tile512_body(op, cx, y, x0, np, v, 1); }
+static void tile512_w2(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *v) { tile512_body(op, cx, y, x0, np, v, 2); }
+static void tile512_w4(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *v) { tile512_body(op, cx, y, x0, np, v, 4); }
+static void tile512_w8(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *v) { tile512_body(op, cx, y, x0, np, v, 8); }
+static void tile512_any(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *v) { tile512_body(op, cx, y, x0, np, v, 0); }
+
+static void tile_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals) {
+    switch (op->in.cs) {
+    case 1: tile512_w1(op, cx, y, x0, np, vals); break;
+    case 2: tile512_w2(op, cx, y, x0, np, vals); break;
+    case 4: tile512_w4(op, cx, y, x0, np, vals); break;
+    case 8: tile512_w8(op, cx, y, x0, np, vals); break;
+    default: tile512_any(op, cx, y, x0, np, vals); break;
+    }
+}
+#pragma GCC pop_options
+#endif /* BM_X86 */
+
+void bm_bconv_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals) {
+#ifdef BM_X86
+    if (op->tier >= BM_T_AVX512) { tile_avx512(op, cx, y, x0, np, vals); return; }
+    if (op->tier == BM_T_AVX2) { tile_avx2(op, cx, y, x0, np, vals); return; }
+#endif
+    tile_portable(op, cx, y, x0, np, vals);
+}

@@ -1,0 +1,414 @@
+/* The fused engine's run loop, shared epilogue, and the ops without weights (pooling, elementwise).
+ * See engine.h for the plan's data model and docs/deploy.md for the design. */
+#define _GNU_SOURCE
+#include <string.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <omp.h>
+
+#include "engine.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define BM_X86 1
+#endif
+
+#define BM_ENGINE_ABI 1
+BM_API int bm_engine_abi(void) { return BM_ENGINE_ABI; }
+
+/* ---------------------------------------------------------------- CPU features */
+
+/* The best tier this CPU supports for binary convs (popcount); AMX is reported separately. */
+int bm_cpu_tier(void) {
+#ifdef BM_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vpopcntdq"))
+        return BM_T_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("popcnt"))
+        return BM_T_AVX2;
+#endif
+    return BM_T_PORTABLE;
+}
+
+/* AMX tiles usable: CPUID says AMX-TILE/INT8/BF16 (with AVX-512 for the epilogues) and Linux granted
+ * this process the tile state (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA). Asked once. */
+int bm_amx_ready(void) {
+    static int ready = -1;
+    if (ready >= 0) return ready;
+    int ok = 0;
+#if defined(BM_X86) && defined(__linux__)
+    unsigned a, b, c, d;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+    int amx = (d >> 24) & 1, amx_bf16 = (d >> 22) & 1, amx_int8 = (d >> 25) & 1;
+    if (amx && amx_bf16 && amx_int8 && bm_cpu_tier() == BM_T_AVX512 && __builtin_cpu_supports("avx512bf16"))
+        ok = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
+#endif
+    ready = ok;
+    return ok;
+}
+
+/* Bit 0: AVX2 tier, bit 1: AVX-512 VPOPCNTDQ tier, bit 2: AMX tiles. */
+BM_API int bm_engine_features(void) {
+    int t = bm_cpu_tier(), f = 0;
+    if (t >= BM_T_AVX2) f |= 1;
+    if (t >= BM_T_AVX512) f |= 2;
+    if (bm_amx_ready()) f |= 4;
+    return f;
+}
+
+/* ---------------------------------------------------------------- bit emission */
+
+/* Up to 32 bits: bit q = mul[q] * v[q] < thr[q]. */
+static uint32_t cmp_bits_portable(const float *v, const float *mul, const float *thr, int cnt) {
+    uint32_t bits = 0;
+    for (int q = 0; q < cnt; q++) bits |= (uint32_t)(mul[q] * v[q] < thr[q]) << q;
+    return bits;
+}
+
+#ifdef BM_X86
+#pragma GCC push_options
+#pragma GCC target("avx2")
+static uint32_t cmp_bits_avx2(const float *v, const float *mul, const float *thr, int cnt) {
+    uint32_t bits = 0;
+    int q = 0;
+    for (; q + 8 <= cnt; q += 8) {
+        __m256 p = _mm256_mul_ps(_mm256_loadu_ps(mul + q), _mm256_loadu_ps(v + q));
+        bits |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(p, _mm256_loadu_ps(thr + q), _CMP_LT_OQ)) << q;
+    }
+    if (q < cnt) bits |= cmp_bits_portable(v + q, mul + q, thr + q, cnt - q) << q;
+    return bits;
+}
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl")
+static uint32_t cmp_bits_avx512(const float *v, const float *mul, const float *thr, int cnt) {
+    __mmask16 k0 = cnt >= 16 ? 0xffff : (__mmask16)((1u << cnt) - 1);
+    __mmask16 k1 = cnt >= 32 ? 0xffff : cnt <= 16 ? 0 : (__mmask16)((1u << (cnt - 16)) - 1);
+    __m512 p0 = _mm512_mul_ps(_mm512_maskz_loadu_ps(k0, mul), _mm512_maskz_loadu_ps(k0, v));
+    uint32_t lo = _mm512_mask_cmp_ps_mask(k0, p0, _mm512_maskz_loadu_ps(k0, thr), _CMP_LT_OQ);
+    if (!k1) return lo;
+    __m512 p1 = _mm512_mul_ps(_mm512_maskz_loadu_ps(k1, mul + 16), _mm512_maskz_loadu_ps(k1, v + 16));
+    uint32_t hi = _mm512_mask_cmp_ps_mask(k1, p1, _mm512_maskz_loadu_ps(k1, thr + 16), _CMP_LT_OQ);
+    return lo | hi << 16;
+}
+#pragma GCC pop_options
+#endif
+
+typedef uint32_t (*cmp_fn)(const float *, const float *, const float *, int);
+
+static cmp_fn cmp_for(int tier) {
+#ifdef BM_X86
+    if (tier >= BM_T_AVX512) return cmp_bits_avx512;
+    if (tier == BM_T_AVX2) return cmp_bits_avx2;
+#endif
+    (void)tier;
+    return cmp_bits_portable;
+}
+
+/* Write the bits of one pixel's channels [src, src + n) at destination channels [bit0, bit0 + n);
+ * words shared with other channels are read, modified and written (other ops own those bits). */
+static void emit(const bm_emit *e, const float *v, uint8_t *arena, int y, int x, cmp_fn cmp) {
+    uint32_t *d = bm_bits_px(arena, &e->dst, y, x);
+    const float *s = v + e->src;
+    for (int j = 0; j < e->n;) {
+        int pos = e->bit0 + j, wi = pos >> 5, sh = pos & 31;
+        int cnt = bm_min(32 - sh, e->n - j);
+        uint32_t bits = cmp(s + j, e->mul + j, e->thr + j, cnt);
+        if (cnt == 32) {
+            d[wi] = bits;
+        } else {
+            uint32_t mask = ((1u << cnt) - 1) << sh;
+            d[wi] = (d[wi] & ~mask) | (bits << sh);
+        }
+        j += cnt;
+    }
+}
+
+/* ---------------------------------------------------------------- the shared epilogue */
+
+/* The tile's final values into network output #out_index (NCHW), one channel row at a time:
+ * a pixel's channels lie h*w floats apart, often a multiple of 4 KiB, so writing them per pixel
+ * would thrash one L1 set. */
+static void write_nchw(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, const float *vals) {
+    if (op->out_index < 0) return;
+    int64_t hw = (int64_t)op->oh * op->ow;
+    float *d = cx->outs[op->out_index] + (int64_t)cx->img * cx->plan->out_numel[op->out_index] + (int64_t)y * op->ow + x0;
+    for (int c = 0; c < op->cout; c++)
+        for (int i = 0; i < np; i++) d[c * hw + i] = vals[(int64_t)i * op->ldv + c];
+}
+
+static void finish_portable(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals) {
+    cmp_fn cmp = cmp_for(op->tier);
+    const int n = op->cout;
+    uint8_t *arena = cx->arena;
+    for (int i = 0; i < np; i++) {
+        float *v = vals + (int64_t)i * op->ldv;
+        int x = x0 + i;
+        if (op->relu)
+            for (int c = 0; c < n; c++) v[c] = v[c] > 0.0f ? v[c] : 0.0f;
+        for (int k = 0; k < op->ny; k++) emit(&op->ey[k], v, arena, y, x, cmp);
+        if (op->has_res) {
+            const float *r = bm_real_px(arena, &op->res, y >> op->res_shift, x >> op->res_shift);
+            for (int c = 0; c < n; c++) v[c] += r[c];
+        }
+        if (op->has_out) memcpy(bm_real_px(arena, &op->out, y, x), v, sizeof(float) * (size_t)n);
+        for (int k = 0; k < op->nr; k++) emit(&op->er[k], v, arena, y, x, cmp);
+    }
+    write_nchw(op, cx, y, x0, np, vals);
+}
+
+#ifdef BM_X86
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl")
+#define BM_MAX_FAST_EMITS 8
+
+/* Whether every emit covers the op's whole output starting at a 16-bit boundary: then each
+ * 16-channel compare mask is stored as one half-word. */
+static int emits_fast(const bm_op *op) {
+    if (op->ny > BM_MAX_FAST_EMITS || op->nr > BM_MAX_FAST_EMITS) return 0;
+    for (int k = 0; k < op->ny; k++)
+        if (op->ey[k].src || op->ey[k].n != op->cout || op->ey[k].bit0 % 16) return 0;
+    for (int k = 0; k < op->nr; k++)
+        if (op->er[k].src || op->er[k].n != op->cout || op->er[k].bit0 % 16) return 0;
+    return 1;
+}
+
+static inline void store_mask16(uint16_t *d, __mmask16 m, __mmask16 k) {
+    *d = k == 0xffff ? (uint16_t)m : (uint16_t)((*d & ~k) | (m & k));
+}
+
+/* The epilogue with every step in registers, 16 channels at a time. */
+static void finish_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals) {
+    if (!emits_fast(op)) { finish_portable(op, cx, y, x0, np, vals); return; }
+    const int n = op->cout, nch = (n + 15) / 16, ny = op->ny, nr = op->nr;
+    const __mmask16 tail = n % 16 ? (__mmask16)((1u << (n % 16)) - 1) : 0xffff;
+    uint8_t *arena = cx->arena;
+    const __m512 zero = _mm512_setzero_ps();
+    for (int i = 0; i < np; i++) {
+        int x = x0 + i;
+        float *v = vals + (int64_t)i * op->ldv;
+        const float *r = op->has_res ? bm_real_px(arena, &op->res, y >> op->res_shift, x >> op->res_shift) : NULL;
+        float *o = op->has_out ? bm_real_px(arena, &op->out, y, x) : NULL;
+        uint16_t *dy[BM_MAX_FAST_EMITS], *dr[BM_MAX_FAST_EMITS];
+        for (int k = 0; k < ny; k++) dy[k] = (uint16_t *)bm_bits_px(arena, &op->ey[k].dst, y, x) + op->ey[k].bit0 / 16;
+        for (int k = 0; k < nr; k++) dr[k] = (uint16_t *)bm_bits_px(arena, &op->er[k].dst, y, x) + op->er[k].bit0 / 16;
+        for (int c = 0; c < nch; c++) {
+            __mmask16 km = c == nch - 1 ? tail : 0xffff;
+            __m512 t = _mm512_maskz_loadu_ps(km, v + 16 * c);
+            if (op->relu) t = _mm512_max_ps(t, zero);
+            for (int k = 0; k < ny; k++) {
+                const bm_emit *e = &op->ey[k];
+                __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(km, e->mul + 16 * c), t);
+                store_mask16(dy[k] + c, _mm512_mask_cmp_ps_mask(km, p, _mm512_maskz_loadu_ps(km, e->thr + 16 * c), _CMP_LT_OQ), km);
+            }
+            if (r) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(km, r + 16 * c));
+            if (o) _mm512_mask_storeu_ps(o + 16 * c, km, t);
+            if (op->out_index >= 0) _mm512_mask_storeu_ps(v + 16 * c, km, t);
+            for (int k = 0; k < nr; k++) {
+                const bm_emit *e = &op->er[k];
+                __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(km, e->mul + 16 * c), t);
+                store_mask16(dr[k] + c, _mm512_mask_cmp_ps_mask(km, p, _mm512_maskz_loadu_ps(km, e->thr + 16 * c), _CMP_LT_OQ), km);
+            }
+        }
+    }
+    write_nchw(op, cx, y, x0, np, vals);
+}
+
+/* Pooling and elementwise inputs, 16 channels at a time, into the scratch row. */
+static void pool_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals) {
+    const int n = op->cout;
+    for (int i = 0; i < np; i++) {
+        int x = x0 + i;
+        const float *a = bm_real_px(cx->arena, &op->in, 2 * y, 2 * x);
+        const float *b = bm_real_px(cx->arena, &op->in, 2 * y, 2 * x + 1);
+        const float *c = bm_real_px(cx->arena, &op->in, 2 * y + 1, 2 * x);
+        const float *d = bm_real_px(cx->arena, &op->in, 2 * y + 1, 2 * x + 1);
+        float *v = vals + (int64_t)i * op->ldv;
+        for (int k = 0; k < n; k += 16) {
+            __mmask16 km = n - k >= 16 ? 0xffff : (__mmask16)((1u << (n - k)) - 1);
+            __m512 va = _mm512_maskz_loadu_ps(km, a + k), vb = _mm512_maskz_loadu_ps(km, b + k);
+            __m512 vc = _mm512_maskz_loadu_ps(km, c + k), vd = _mm512_maskz_loadu_ps(km, d + k);
+            __m512 out;
+            if (op->pool_avg)
+                out = _mm512_div_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(va, vb), vc), vd), _mm512_set1_ps(4.0f));
+            else  /* max_ps(a, b) = a > b ? a : b, the portable code's choice on ties and NaN */
+                out = _mm512_max_ps(_mm512_max_ps(va, vb), _mm512_max_ps(vc, vd));
+            _mm512_storeu_ps(v + k, out);
+        }
+    }
+}
+
+static void eltwise_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals) {
+    const int n = op->cout, s = op->in_shift;
+    const __m512 zero = _mm512_setzero_ps();
+    for (int i = 0; i < np; i++) {
+        const float *p = bm_real_px(cx->arena, &op->in, y >> s, (x0 + i) >> s);
+        float *v = vals + (int64_t)i * op->ldv;
+        for (int k = 0; k < n; k += 16) {
+            __mmask16 km = n - k >= 16 ? 0xffff : (__mmask16)((1u << (n - k)) - 1);
+            __m512 t = _mm512_maskz_loadu_ps(km, p + k);
+            if (op->pm) {
+                t = _mm512_add_ps(_mm512_mul_ps(t, _mm512_maskz_loadu_ps(km, op->pm + k)), _mm512_maskz_loadu_ps(km, op->pb + k));
+                if (op->prelu) t = _mm512_max_ps(t, zero);
+            }
+            _mm512_storeu_ps(v + k, t);
+        }
+    }
+}
+#pragma GCC pop_options
+#endif
+
+void bm_finish_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals) {
+#ifdef BM_X86
+    if (op->tier >= BM_T_AVX512) { finish_avx512(op, cx, y, x0, np, vals); return; }
+#endif
+    finish_portable(op, cx, y, x0, np, vals);
+}
+
+/* ---------------------------------------------------------------- ops without weights */
+
+/* out = prologue(in[y >> s, x >> s]) (nearest upsampling for s = 1); the residual, if any, is
+ * added by the epilogue (skip + upsampled tensor, or any elementwise sum). */
+static void eltwise_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals) {
+#ifdef BM_X86
+    if (op->tier >= BM_T_AVX512) { eltwise_avx512(op, cx, y, x0, np, vals); return; }
+#endif
+    const int n = op->cout, s = op->in_shift;
+    for (int i = 0; i < np; i++) {
+        const float *p = bm_real_px(cx->arena, &op->in, y >> s, (x0 + i) >> s);
+        float *v = vals + (int64_t)i * op->ldv;
+        if (op->pm) {
+            for (int c = 0; c < n; c++) { float t = p[c] * op->pm[c]; v[c] = t + op->pb[c]; }
+            if (op->prelu)
+                for (int c = 0; c < n; c++) v[c] = v[c] > 0.0f ? v[c] : 0.0f;
+        } else {
+            memcpy(v, p, sizeof(float) * (size_t)n);
+        }
+    }
+}
+
+/* 2x2 stride-2 max or average pooling (PyTorch's order of summation for the average). */
+static void pool_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals) {
+#ifdef BM_X86
+    if (op->tier >= BM_T_AVX512) { pool_avx512(op, cx, y, x0, np, vals); return; }
+#endif
+    const int n = op->cout;
+    for (int i = 0; i < np; i++) {
+        int x = x0 + i;
+        const float *a = bm_real_px(cx->arena, &op->in, 2 * y, 2 * x);
+        const float *b = bm_real_px(cx->arena, &op->in, 2 * y, 2 * x + 1);
+        const float *c = bm_real_px(cx->arena, &op->in, 2 * y + 1, 2 * x);
+        const float *d = bm_real_px(cx->arena, &op->in, 2 * y + 1, 2 * x + 1);
+        float *v = vals + (int64_t)i * op->ldv;
+        if (op->pool_avg) {
+            for (int k = 0; k < n; k++) v[k] = (((a[k] + b[k]) + c[k]) + d[k]) / 4.0f;
+        } else {
+            for (int k = 0; k < n; k++) {
+                float m = a[k] > b[k] ? a[k] : b[k], m2 = c[k] > d[k] ? c[k] : d[k];
+                v[k] = m > m2 ? m : m2;
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- run loop */
+
+#ifdef BM_X86
+#pragma GCC push_options
+#pragma GCC target("amx-tile")
+/* The engine's one tile configuration: 8 tiles of 16 rows x 64 bytes. A static object, not a
+ * local: GCC 12 does not see that LDTILECFG reads its operand and drops the stores to a local. */
+static const struct {
+    uint8_t palette, start;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} __attribute__((aligned(64))) amx_cfg = {1, 0, {0}, {64, 64, 64, 64, 64, 64, 64, 64}, {16, 16, 16, 16, 16, 16, 16, 16}};
+static void amx_config(void) { _tile_loadconfig(&amx_cfg); }
+static void amx_release(void) { _tile_release(); }
+#pragma GCC pop_options
+#endif
+
+static void run_op(const bm_op *op, const bm_ctx *cx, int tid, int nt) {
+    int tiles = (op->ow + BM_PT - 1) / BM_PT;
+    int64_t items = (int64_t)op->oh * tiles;
+    int64_t lo = items * tid / nt, hi = items * (tid + 1) / nt;
+    float *vals = (float *)cx->scratch;
+    uint8_t *rest = cx->scratch + (((size_t)BM_PT * op->ldv * sizeof(float) + 63) & ~(size_t)63);
+#ifdef BM_X86
+    if (op->tier >= BM_T_AMX && lo < hi) amx_config();
+#endif
+    for (int64_t it = lo; it < hi; it++) {
+        int y = (int)(it / tiles), x0 = (int)(it % tiles) * BM_PT;
+        int np = bm_min(BM_PT, op->ow - x0);
+        switch (op->kind) {
+        case BM_OP_BCONV: bm_bconv_tile(op, cx, y, x0, np, vals); break;
+        case BM_OP_RCONV: bm_rconv_tile(op, cx, y, x0, np, vals, rest); break;
+        case BM_OP_POOL: pool_tile(op, cx, y, x0, np, vals); break;
+        default: eltwise_tile(op, cx, y, x0, np, vals); break;
+        }
+        bm_finish_tile(op, cx, y, x0, np, vals);
+    }
+}
+
+static int uses_amx(const bm_plan *p) {
+    for (int i = 0; i < p->nops; i++)
+        if (p->ops[i].tier >= BM_T_AMX) return 1;
+    return 0;
+}
+
+/* Run the plan on n images x (NCHW float32). Each arena holds arena_bytes of buffers followed by
+ * nthreads scratch slots. With n >= nthreads > 1 and nthreads arenas, whole images run one per
+ * thread (no barriers, each image's buffers stay in its core's cache); the remaining images run
+ * one at a time with every op split over the threads. times: NULL, or nops doubles to which the
+ * wall time of each op (seconds, from barrier to barrier) is added; it forces the split mode.
+ * Returns 0, or -1 if AMX is needed but not available. */
+BM_API int bm_plan_run(const bm_plan *p, const float *x, int32_t n, float *const *outs, uint8_t *const *arenas,
+                       int32_t narenas, int32_t nthreads, double *times) {
+    if (nthreads < 1) nthreads = 1;
+    if (uses_amx(p) && !bm_amx_ready()) return -1;
+    int64_t img_numel = (int64_t)p->in_c * p->in_h * p->in_w;
+    int par = (!times && nthreads > 1 && narenas >= nthreads && n >= nthreads) ? n / nthreads * nthreads : 0;
+    if (par) {
+        #pragma omp parallel num_threads(nthreads)
+        {
+            int t = omp_get_thread_num(), T = omp_get_num_threads();
+            bm_ctx cx = {arenas[t], NULL, outs, 0, p, arenas[t] + p->arena_bytes};
+            for (int i = t; i < par; i += T) {
+                cx.img = i;
+                cx.image = x + i * img_numel;
+                for (int k = 0; k < p->nops; k++) run_op(&p->ops[k], &cx, 0, 1);
+            }
+#ifdef BM_X86
+            if (bm_amx_ready()) amx_release();
+#endif
+        }
+    }
+    if (par < n) {
+        #pragma omp parallel num_threads(nthreads)
+        {
+            int t = omp_get_thread_num(), T = omp_get_num_threads();
+            bm_ctx cx = {arenas[0], NULL, outs, 0, p, arenas[0] + p->arena_bytes + (int64_t)t * p->scratch_bytes};
+            for (int i = par; i < n; i++) {
+                cx.img = i;
+                cx.image = x + i * img_numel;
+                double t0 = times ? omp_get_wtime() : 0.0;
+                for (int k = 0; k < p->nops; k++) {
+                    run_op(&p->ops[k], &cx, t, T);
+                    #pragma omp barrier
+                    if (times && t == 0) {
+                        double t1 = omp_get_wtime();
+                        times[k] += t1 - t0;
+                        t0 = t1;
+                    }
+                }
+            }
+#ifdef BM_X86
+            if (bm_amx_ready()) amx_release();
+#endif
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,319 @@
+/* Real-valued convolution tiles of the fused engine: im2col of one row segment into a panel A
+ * (the input prologue, e.g. the BatchNorm + ReLU before a projection shortcut, applied on the
+ * way), then a GEMM with the packed weights:
+ *
+ * - fp32 tiers (portable, AVX2 FMA, AVX-512 FMA): weights [C_out/32][kpad][32] float32;
+ * - AMX bf16 tier: A and weights rounded to bfloat16 (round to nearest even), fp32 accumulation
+ *   in tiles; weights [C_out/16][kpad/32][16 k-pairs][16 channels x 2] bfloat16;
+ * - AMX bf16x3 tier: A = Ah + Al and W = Wh + Wl with bfloat16 halves (the low half rounds the
+ *   remainder), and A W ~ Al Wh + Ah Wl + Ah Wh: the dropped Al Wl is about 2^-16 of a product,
+ *   so the result is within ~16 bits of float32 where plain bf16 keeps 8 (the split of Henry, Tang
+ *   and Heinecke, "Leveraging the bfloat16 artificial intelligence datatype for higher-precision
+ *   computations", ARITH 2019); weights: the Wh array, then the Wl array.
+ *
+ * Reduction order: (c, ky, kx) for the network's NCHW input image (the stem), (ky, kx, c) for NHWC
+ * tensors. Output transform y = acc * m + b as a multiply then an add. */
+#include <string.h>
+
+#include "engine.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define BM_X86 1
+#endif
+
+static inline float prologue(const bm_op *op, float v, int c) {
+    if (!op->pm) return v;
+    float t = v * op->pm[c];
+    t = t + op->pb[c];
+    return (op->prelu && !(t > 0.0f)) ? 0.0f : t;
+}
+
+static inline int round16(int n) { return (n + 15) & ~15; }
+
+/* A[i][k] for pixels (y, x0 + i), i < np; zero in padded taps, for k >= K and for rows np..16k. */
+static void pack_a(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *A) {
+    const int kp = op->kpad, kh = op->kh, kw = op->kw, cin = op->cin, K = cin * kh * kw;
+    for (int i = 0; i < np; i++) {
+        float *r = A + (int64_t)i * kp;
+        int iy0 = y * op->sh - op->ph, ix0 = (x0 + i) * op->sw - op->pw;
+        if (op->in_image) {
+            const int H = cx->plan->in_h, W = cx->plan->in_w;
+            for (int c = 0; c < cin; c++)
+                for (int ky = 0; ky < kh; ky++) {
+                    float *d = r + (c * kh + ky) * kw;
+                    int iy = iy0 + ky;
+                    if (iy < 0 || iy >= H) { memset(d, 0, sizeof(float) * (size_t)kw); continue; }
+                    const float *row = cx->image + ((int64_t)c * H + iy) * W;
+                    for (int kx = 0; kx < kw; kx++) {
+                        int ix = ix0 + kx;
+                        d[kx] = (ix >= 0 && ix < W) ? prologue(op, row[ix], c) : 0.0f;
+                    }
+                }
+        } else {
+            for (int ky = 0; ky < kh; ky++)
+                for (int kx = 0; kx < kw; kx++) {
+                    float *d = r + (ky * kw + kx) * cin;
+                    int iy = iy0 + ky, ix = ix0 + kx;
+                    if (iy < 0 || iy >= op->in.h || ix < 0 || ix >= op->in.w) { memset(d, 0, sizeof(float) * (size_t)cin); continue; }
+                    const float *p = bm_real_px(cx->arena, &op->in, iy, ix);
+                    if (op->pm) for (int c = 0; c < cin; c++) d[c] = prologue(op, p[c], c);
+                    else memcpy(d, p, sizeof(float) * (size_t)cin);
+                }
+        }
+        memset(r + K, 0, sizeof(float) * (size_t)(kp - K));
+    }
+    int rows = bm_min(BM_PT, round16(np));
+    if (rows > np) memset(A + (int64_t)np * kp, 0, sizeof(float) * (size_t)(rows - np) * kp);
+}
+
+#ifdef BM_X86
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl")
+/* pack_a with 16-lane masked loads: (c, ky) rows of the image, 16-channel runs of NHWC pixels. */
+static void pack_a_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *A) {
+    const int kp = op->kpad, kh = op->kh, kw = op->kw, cin = op->cin, K = cin * kh * kw;
+    const __m512 zero = _mm512_setzero_ps();
+    const __mmask16 kwm = (__mmask16)((1u << kw) - 1);
+    for (int i = 0; i < np; i++) {
+        float *r = A + (int64_t)i * kp;
+        int iy0 = y * op->sh - op->ph, ix0 = (x0 + i) * op->sw - op->pw;
+        if (op->in_image) {
+            const int H = cx->plan->in_h, W = cx->plan->in_w;
+            int lo = bm_max(0, -ix0), hi = bm_min(kw, W - ix0);
+            __mmask16 valid = hi > lo ? (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1)) : 0;
+            for (int c = 0; c < cin; c++) {
+                __m512 pm = _mm512_set1_ps(op->pm ? op->pm[c] : 1.0f), pb = _mm512_set1_ps(op->pm ? op->pb[c] : 0.0f);
+                for (int ky = 0; ky < kh; ky++) {
+                    float *d = r + (c * kh + ky) * kw;
+                    int iy = iy0 + ky;
+                    __m512 t = zero;
+                    if (iy >= 0 && iy < H && valid) {
+                        t = _mm512_maskz_loadu_ps(valid, cx->image + ((int64_t)c * H + iy) * W + ix0);
+                        if (op->pm) {
+                            t = _mm512_add_ps(_mm512_mul_ps(t, pm), pb);
+                            if (op->prelu) t = _mm512_max_ps(t, zero);
+                            t = _mm512_maskz_mov_ps(valid, t);
+                        }
+                    }
+                    _mm512_mask_storeu_ps(d, kwm, t);
+                }
+            }
+        } else {
+            for (int ky = 0; ky < kh; ky++)
+                for (int kx = 0; kx < kw; kx++) {
+                    float *d = r + (ky * kw + kx) * cin;
+                    int iy = iy0 + ky, ix = ix0 + kx;
+                    if (iy < 0 || iy >= op->in.h || ix < 0 || ix >= op->in.w) { memset(d, 0, sizeof(float) * (size_t)cin); continue; }
+                    const float *p = bm_real_px(cx->arena, &op->in, iy, ix);
+                    for (int c = 0; c < cin; c += 16) {
+                        __mmask16 km = cin - c >= 16 ? 0xffff : (__mmask16)((1u << (cin - c)) - 1);
+                        __m512 t = _mm512_maskz_loadu_ps(km, p + c);
+                        if (op->pm) {
+                            t = _mm512_add_ps(_mm512_mul_ps(t, _mm512_maskz_loadu_ps(km, op->pm + c)), _mm512_maskz_loadu_ps(km, op->pb + c));
+                            if (op->prelu) t = _mm512_max_ps(t, zero);
+                        }
+                        _mm512_mask_storeu_ps(d + c, km, t);
+                    }
+                }
+        }
+        memset(r + K, 0, sizeof(float) * (size_t)(kp - K));
+    }
+    int rows = bm_min(BM_PT, round16(np));
+    if (rows > np) memset(A + (int64_t)np * kp, 0, sizeof(float) * (size_t)(rows - np) * kp);
+}
+#pragma GCC pop_options
+#endif
+
+/* ---------------------------------------------------------------- portable */
+
+static void gemm_portable(const bm_op *op, const float *A, int np, float *vals) {
+    const int kp = op->kpad, K = op->cin * op->kh * op->kw;
+    for (int nb = 0; nb < op->ldv / 32; nb++) {
+        const float *B = (const float *)op->w + (int64_t)nb * kp * 32;
+        for (int i = 0; i < np; i++) {
+            float acc[32] = {0};
+            const float *a = A + (int64_t)i * kp;
+            for (int k = 0; k < K; k++)
+                for (int j = 0; j < 32; j++) { float t = a[k] * B[k * 32 + j]; acc[j] += t; }
+            float *v = vals + (int64_t)i * op->ldv + 32 * nb;
+            for (int j = 0; j < 32; j++) { float t = acc[j] * op->m[32 * nb + j]; v[j] = t + op->b[32 * nb + j]; }
+        }
+    }
+}
+
+#ifdef BM_X86
+/* ---------------------------------------------------------------- AVX2 + FMA: 4 pixels x 16 channels */
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+static void gemm_avx2(const bm_op *op, const float *A, int np, float *vals) {
+    const int kp = op->kpad, K = op->cin * op->kh * op->kw;
+    for (int nb = 0; nb < op->ldv / 32; nb++)
+        for (int h = 0; h < 2; h++) {
+            const float *B = (const float *)op->w + (int64_t)nb * kp * 32 + 16 * h;
+            const float *m = op->m + 32 * nb + 16 * h, *b = op->b + 32 * nb + 16 * h;
+            for (int i0 = 0; i0 < np; i0 += 4) {
+                __m256 acc[4][2];
+                for (int i = 0; i < 4; i++) { acc[i][0] = _mm256_setzero_ps(); acc[i][1] = _mm256_setzero_ps(); }
+                const float *a = A + (int64_t)i0 * kp;
+                for (int k = 0; k < K; k++) {
+                    __m256 b0 = _mm256_loadu_ps(B + k * 32), b1 = _mm256_loadu_ps(B + k * 32 + 8);
+                    for (int i = 0; i < 4; i++) {
+                        __m256 av = _mm256_broadcast_ss(a + (int64_t)i * kp + k);
+                        acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+                        acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+                    }
+                }
+                for (int i = 0; i < 4 && i0 + i < np; i++) {
+                    float *v = vals + (int64_t)(i0 + i) * op->ldv + 32 * nb + 16 * h;
+                    _mm256_storeu_ps(v, _mm256_add_ps(_mm256_mul_ps(acc[i][0], _mm256_loadu_ps(m)), _mm256_loadu_ps(b)));
+                    _mm256_storeu_ps(v + 8, _mm256_add_ps(_mm256_mul_ps(acc[i][1], _mm256_loadu_ps(m + 8)), _mm256_loadu_ps(b + 8)));
+                }
+            }
+        }
+}
+#pragma GCC pop_options
+
+/* ---------------------------------------------------------------- AVX-512 FMA: 8 pixels x 32 channels */
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,fma")
+static void gemm_avx512(const bm_op *op, const float *A, int np, float *vals) {
+    const int kp = op->kpad, K = op->cin * op->kh * op->kw;
+    for (int nb = 0; nb < op->ldv / 32; nb++) {
+        const float *B = (const float *)op->w + (int64_t)nb * kp * 32;
+        const float *m = op->m + 32 * nb, *b = op->b + 32 * nb;
+        for (int i0 = 0; i0 < np; i0 += 8) {
+            __m512 acc[8][2];
+            for (int i = 0; i < 8; i++) { acc[i][0] = _mm512_setzero_ps(); acc[i][1] = _mm512_setzero_ps(); }
+            const float *a = A + (int64_t)i0 * kp;
+            for (int k = 0; k < K; k++) {
+                __m512 b0 = _mm512_loadu_ps(B + k * 32), b1 = _mm512_loadu_ps(B + k * 32 + 16);
+                for (int i = 0; i < 8; i++) {
+                    __m512 av = _mm512_set1_ps(a[(int64_t)i * kp + k]);
+                    acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+                    acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+                }
+            }
+            for (int i = 0; i < 8 && i0 + i < np; i++) {
+                float *v = vals + (int64_t)(i0 + i) * op->ldv + 32 * nb;
+                _mm512_storeu_ps(v, _mm512_add_ps(_mm512_mul_ps(acc[i][0], _mm512_loadu_ps(m)), _mm512_loadu_ps(b)));
+                _mm512_storeu_ps(v + 16, _mm512_add_ps(_mm512_mul_ps(acc[i][1], _mm512_loadu_ps(m + 16)), _mm512_loadu_ps(b + 16)));
+            }
+        }
+    }
+}
+#pragma GCC pop_options
+
+/* ---------------------------------------------------------------- AMX bf16 */
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")
+
+/* rows x kp floats → bfloat16 (round to nearest even); with lo, also the rounded remainder. */
+static void split_bf16(const float *A, int rows, int kp, uint16_t *hi, uint16_t *lo) {
+    for (int64_t i = 0; i < (int64_t)rows * kp; i += 32) {
+        __m512 a0 = _mm512_loadu_ps(A + i), a1 = _mm512_loadu_ps(A + i + 16);
+        __m512i h = (__m512i)_mm512_cvtne2ps_pbh(a1, a0);
+        _mm512_storeu_si512(hi + i, h);
+        if (lo) {
+            __m512 h0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(h)), 16));
+            __m512 h1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(h, 1)), 16));
+            _mm512_storeu_si512(lo + i, (__m512i)_mm512_cvtne2ps_pbh(_mm512_sub_ps(a1, h1), _mm512_sub_ps(a0, h0)));
+        }
+    }
+}
+
+/* vals[i][16 n .. 16 n + 15] = cbuf tile (16 x 16 floats, rows r0..) * m + b */
+static inline void tile_out(const bm_op *op, const float *cbuf, int r0, int nrows, int n, float *vals) {
+    __m512 mv = _mm512_loadu_ps(op->m + 16 * n), bv = _mm512_loadu_ps(op->b + 16 * n);
+    for (int i = 0; i < nrows; i++)
+        _mm512_storeu_ps(vals + (int64_t)(r0 + i) * op->ldv + 16 * n, _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(cbuf + 16 * i), mv), bv));
+}
+
+/* Plain bf16: 32 pixels x 32 channels per pass, 2 A x 2 B tiles. */
+static void gemm_amx(const bm_op *op, const float *A, int np, float *vals, uint8_t *scratch) {
+    const int kp = op->kpad, kb_n = kp / 32, n16 = (op->cout + 15) / 16, rows = round16(np);
+    uint16_t *A16 = (uint16_t *)scratch;
+    float *cbuf = (float *)(scratch + (size_t)BM_PT * kp * 4);
+    split_bf16(A, rows, kp, A16, NULL);
+    const uint16_t *W = (const uint16_t *)op->w;
+    const int two_rows = np > 16;
+    const size_t lda = (size_t)kp * 2;
+    for (int n0 = 0; n0 < n16; n0 += 2) {
+        const int two = n0 + 1 < n16;
+        _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+        for (int kb = 0; kb < kb_n; kb++) {
+            _tile_loadd(4, A16 + kb * 32, lda);
+            _tile_loadd(6, W + ((int64_t)n0 * kb_n + kb) * 512, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            if (two_rows) { _tile_loadd(5, A16 + 16 * (int64_t)kp + kb * 32, lda); _tile_dpbf16ps(1, 5, 6); }
+            if (two) {
+                _tile_loadd(7, W + ((int64_t)(n0 + 1) * kb_n + kb) * 512, 64);
+                _tile_dpbf16ps(2, 4, 7);
+                if (two_rows) _tile_dpbf16ps(3, 5, 7);
+            }
+        }
+        _tile_stored(0, cbuf, 64); _tile_stored(1, cbuf + 256, 64);
+        _tile_stored(2, cbuf + 512, 64); _tile_stored(3, cbuf + 768, 64);
+        for (int q = 0; q < 1 + two; q++) {
+            tile_out(op, cbuf + 512 * q, 0, bm_min(16, np), n0 + q, vals);
+            if (two_rows) tile_out(op, cbuf + 512 * q + 256, 16, np - 16, n0 + q, vals);
+        }
+    }
+}
+
+/* bf16x3: 16 pixels x 32 channels per pass; tiles 0-1 C, 2 Ah, 3 Al, 4-5 Wh, 6-7 Wl. The small
+ * products are accumulated first. */
+static void gemm_amx3(const bm_op *op, const float *A, int np, float *vals, uint8_t *scratch) {
+    const int kp = op->kpad, kb_n = kp / 32, n16 = (op->cout + 15) / 16, rows = round16(np);
+    uint16_t *Ah = (uint16_t *)scratch, *Al = Ah + (size_t)BM_PT * kp;
+    float *cbuf = (float *)(scratch + (size_t)BM_PT * kp * 4);
+    split_bf16(A, rows, kp, Ah, Al);
+    const uint16_t *Wh = (const uint16_t *)op->w, *Wl = Wh + (size_t)n16 * kb_n * 512;
+    const size_t lda = (size_t)kp * 2;
+    for (int r0 = 0; r0 < np; r0 += 16) {
+        const uint16_t *ah = Ah + (int64_t)r0 * kp, *al = Al + (int64_t)r0 * kp;
+        for (int n0 = 0; n0 < n16; n0 += 2) {
+            const int two = n0 + 1 < n16;
+            const int64_t b0 = (int64_t)n0 * kb_n * 512, b1 = b0 + (int64_t)kb_n * 512;
+            _tile_zero(0); _tile_zero(1);
+            for (int kb = 0; kb < kb_n; kb++) {
+                _tile_loadd(2, ah + kb * 32, lda);
+                _tile_loadd(3, al + kb * 32, lda);
+                _tile_loadd(4, Wh + b0 + kb * 512, 64);
+                _tile_loadd(6, Wl + b0 + kb * 512, 64);
+                _tile_dpbf16ps(0, 3, 4);
+                _tile_dpbf16ps(0, 2, 6);
+                _tile_dpbf16ps(0, 2, 4);
+                if (two) {
+                    _tile_loadd(5, Wh + b1 + kb * 512, 64);
+                    _tile_loadd(7, Wl + b1 + kb * 512, 64);
+                    _tile_dpbf16ps(1, 3, 5);
+                    _tile_dpbf16ps(1, 2, 7);
+                    _tile_dpbf16ps(1, 2, 5);
+                }
+            }
+            _tile_stored(0, cbuf, 64);
+            _tile_stored(1, cbuf + 256, 64);
+            tile_out(op, cbuf, r0, bm_min(16, np - r0), n0, vals);
+            if (two) tile_out(op, cbuf + 256, r0, bm_min(16, np - r0), n0 + 1, vals);
+        }
+    }
+}
+#pragma GCC pop_options
+#endif /* BM_X86 */
+
+void bm_rconv_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals, uint8_t *scratch) {
+    float *A = (float *)scratch;
+#ifdef BM_X86
+    if (op->tier >= BM_T_AVX512 && op->kw <= 16) pack_a_avx512(op, cx, y, x0, np, A);
+    else
+#endif
+    pack_a(op, cx, y, x0, np, A);
+#ifdef BM_X86
+    if (op->tier == BM_T_AMX) { gemm_amx(op, A, np, vals, scratch + (size_t)BM_PT * op->kpad * 4); return; }
+    if (op->tier == BM_T_AMX3) { gemm_amx3(op, A, np, vals, scratch + (size_t)BM_PT * op->kpad * 4); return; }
+    if (op->tier == BM_T_AVX512) { gemm_avx512(op, A, np, vals); return; }
+    if (op->tier == BM_T_AVX2) { gemm_avx2(op, A, np, vals); return; }
+#endif
+    gemm_portable(op, A, np, vals);
+}
