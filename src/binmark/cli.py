@@ -153,8 +153,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from binmark.deploy import bench
 
+    variants = [v for v in (args.variants or bench.VARIANTS) if not (args.no_onnx and v == "onnxruntime_fp32") and not (args.no_int8 and v == "pytorch_int8")]
     result = bench.bench(args.model, args.keypoints, _model_options(args), args.input_size, tuple(args.batch), args.threads,
-                         args.runs, args.warmup, onnx=not args.no_onnx, int8=not args.no_int8)  # fmt: skip
+                         args.runs, args.warmup, tuple(variants))  # fmt: skip
     print(bench.table(result))
     for path in bench.write(result, args.out):
         print(f"wrote {path}")
@@ -174,9 +175,13 @@ def _add_deploy(sub: Any) -> None:
                    help="storage of the real-valued layers (first conv, heads): float32 (exact, default) or float16 (smaller)")  # fmt: skip
     p.set_defaults(func=_cmd_export, parser=p)
 
-    p = sub.add_parser("bench", help="time the packed runtime against fp32, ONNX Runtime, int8",
-                       description="Benchmark a model: PyTorch fp32 (real twin), ONNX Runtime fp32, PyTorch int8 "
-                       "(x86 static), fake-quant, packed binary runtime; plus the per-layer kernel table.")  # fmt: skip
+    from binmark.deploy.bench import VARIANTS
+
+    p = sub.add_parser("bench", help="time the packed runtime against PyTorch, ONNX Runtime and OpenVINO (fp32/bf16/int8)",
+                       description="Benchmark a model, each engine in its own process: the real twin in PyTorch fp32 and "
+                       "int8, ONNX Runtime, OpenVINO fp32 / default (bf16 on AMX) / int8 (NNCF); the binary model as "
+                       "fake-quant, packed module by module, and in the fused engine (exact and fast); plus the fused "
+                       "engine's per-op table. Rows whose packages are missing are skipped with a note.")  # fmt: skip
     models = p.add_subparsers(dest="model", metavar="MODEL", parser_class=_Parser)
     p.set_defaults(model="hourglass")
     parsers = [p] + [models.add_parser(name, help=f"benchmark the {name} model") for name in names()]
@@ -187,6 +192,8 @@ def _add_deploy(sub: Any) -> None:
         mp.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
         mp.add_argument("--runs", type=int, default=20, help="timed runs per row; the median is reported (default: 20)")
         mp.add_argument("--warmup", type=int, default=3, help="untimed runs first (default: 3)")
+        mp.add_argument("--variants", nargs="+", choices=list(VARIANTS), metavar="ENGINE",
+                        help=f"rows to run (default: all): {', '.join(VARIANTS)}")  # fmt: skip
         mp.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime row")
         mp.add_argument("--no-int8", action="store_true", help="skip the PyTorch int8 row")
         mp.add_argument("--out", default="bench_out", help="folder for bench.json/.txt/.png (default: bench_out)")

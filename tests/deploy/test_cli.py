@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from binmark.cli import main
+from binmark.deploy import bench
 from binmark.deploy import load
 from binmark.quant import as_spec
 from binmark.train.build import model_from_arch
@@ -36,13 +37,27 @@ def test_export_of_a_missing_checkpoint_is_one_line_error(tmp_path, capsys) -> N
 
 @pytest.mark.slow
 def test_bench_writes_table_json_and_png(tmp_path, capsys) -> None:
+    """Every engine runs in its own process; the per-op table and the reference layer are there."""
     args = ["bench", "hourglass", "--quant", "bulat17", "--depth", "2", "--width", "32", "--input-size", "64",
             "--batch", "1", "2", "--runs", "2", "--warmup", "1", "--out", str(tmp_path)]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
-    for variant in ("pytorch_fp32", "onnxruntime_fp32", "pytorch_int8", "fake_quant", "packed"):
-        assert variant in out
+    for label in ("PyTorch fp32", "ONNX Runtime fp32", "PyTorch int8", "OpenVINO int8", "OpenVINO default", "OpenVINO fp32",
+                  "binmark fake-quant", "binmark modules", "binmark fused exact", "binmark fused fast"):  # fmt: skip
+        assert label in out
     result = json.loads((tmp_path / "bench.json").read_text())
     assert {r["batch"] for r in result["rows"]} == {1, 2}
-    assert any(k["reference"] for k in result["kernels"])
+    assert not result["skipped"]
+    assert {r["variant"] for r in result["rows"]} == set(bench.VARIANTS)
+    assert all(r["median_ms"] > 0 and r["file_bytes"] > 0 for r in result["rows"])
+    assert result["kernels"]["ops"] and result["kernels"]["reference"]["gmacs"] > 0
+    assert "faster than PyTorch fp32" in out or "slower" in out
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_skips_rows_whose_packages_are_missing(monkeypatch) -> None:
+    monkeypatch.setattr(bench, "_missing", lambda packages: ["openvino"] if "openvino" in packages else [])
+    result = bench.bench("hourglass", 4, {"quant": "bulat17", "depth": 1, "width": 16}, (16, 16), (1,), 1, 1, 0,
+                         ("openvino_int8", "packed_exact"), progress=False)  # fmt: skip
+    assert "openvino" in result["skipped"]["openvino_int8"]
+    assert [r["variant"] for r in result["rows"]] == ["packed_exact"]

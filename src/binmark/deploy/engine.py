@@ -34,7 +34,7 @@ from torch import nn
 from binmark.deploy import native
 from binmark.deploy.plan import Emit, Op, Plan, View
 
-__all__ = ["PRECISIONS", "Config", "Engine", "available", "config_for", "compile_plan"]
+__all__ = ["PRECISIONS", "Config", "Engine", "amx_available", "available", "clock_ghz", "config_for", "compile_plan"]
 
 #: Settings of the real-valued layers' arithmetic (see the module docstring).
 PRECISIONS = ("fast", "exact", "bf16")
@@ -85,6 +85,7 @@ def _lib() -> ctypes.CDLL | None:
         lib.bm_engine_features.restype = ctypes.c_int
         lib.bm_plan_run.argtypes = [ctypes.POINTER(_Plan), _p, _i32, _p, _p, _i32, _i32, _p]
         lib.bm_plan_run.restype = ctypes.c_int
+        lib.bm_clock_ghz.restype = ctypes.c_double
         lib._bm_engine_ready = True
     return lib
 
@@ -92,6 +93,14 @@ def _lib() -> ctypes.CDLL | None:
 def available() -> bool:
     """Whether the compiled engine is here (the C library built and loaded)."""
     return _lib() is not None
+
+
+def clock_ghz() -> float | None:
+    """The calling core's clock in GHz, measured (a chain of dependent adds, about 0.1 s), or
+    None without the C library or off x86."""
+    lib = _lib()
+    ghz = lib.bm_clock_ghz() if lib is not None else 0.0
+    return ghz or None
 
 
 def amx_available() -> bool:

@@ -57,6 +57,28 @@ BM_API int bm_engine_features(void) {
     return f;
 }
 
+/* The clock of the calling core in GHz: a chain of dependent integer adds (one cycle each) timed
+ * over about 0.1 s. Under turbo this is the clock the kernels run at, which /proc/cpuinfo does
+ * not say. */
+BM_API double bm_clock_ghz(void) {
+#ifdef BM_X86
+    const uint64_t iters = 20000000;
+    uint64_t v = 0, one = 1;
+    double t0 = omp_get_wtime();
+    /* register operands: recent cores fold chains of add-immediate at rename */
+    for (uint64_t i = 0; i < iters; i++)
+        __asm__ volatile("add %1, %0\n\tadd %1, %0\n\tadd %1, %0\n\tadd %1, %0\n\t"
+                         "add %1, %0\n\tadd %1, %0\n\tadd %1, %0\n\tadd %1, %0\n\t"
+                         "add %1, %0\n\tadd %1, %0\n\tadd %1, %0\n\tadd %1, %0\n\t"
+                         "add %1, %0\n\tadd %1, %0\n\tadd %1, %0\n\tadd %1, %0"
+                         : "+r"(v) : "r"(one));
+    double t = omp_get_wtime() - t0;
+    return (double)v / t / 1e9;
+#else
+    return 0.0;
+#endif
+}
+
 /* ---------------------------------------------------------------- bit emission */
 
 /* Up to 32 bits: bit q = mul[q] * v[q] < thr[q]. */
