@@ -9,9 +9,10 @@ Precision of the real-valued layers (the 7×7 stem, 1×1 projections, heads); th
 convolutions are exact integer arithmetic in every setting:
 
 - ``"exact"``: float32 everywhere; the engine equals the fake-quantized model up to float rounding;
-- ``"fast"``: on CPUs with AMX, each float is split into two bfloat16 halves and a product is three
-  bf16 products in AMX tiles (about 16 significant bits, float32 accumulation); elsewhere the
-  same as ``"exact"``;
+- ``"fast"``: on CPUs with AMX, floats are split into bfloat16 parts and multiplied in AMX tiles
+  with float32 accumulation: three parts and six products (float32's 24 significant bits) in the
+  layers whose outputs reach a binary conv's sign (the stem, the projections), two parts and
+  three products (about 16 bits) in the rest (the heads); elsewhere the same as ``"exact"``;
 - ``"bf16"``: on CPUs with AMX, plain bfloat16 inputs and weights (8 significant bits, what
   oneDNN's AMX-bf16 path computes); elsewhere the same as ``"exact"``. A binary network amplifies
   that rounding (signs flip downstream): docs/deploy.md gives the measured landmark drift.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,14 +36,26 @@ from torch import nn
 from binmark.deploy import native
 from binmark.deploy.plan import Emit, Op, Plan, View
 
-__all__ = ["PRECISIONS", "Config", "Engine", "amx_available", "available", "clock_ghz", "config_for", "compile_plan"]
+__all__ = [
+    "PRECISIONS",
+    "Config",
+    "Engine",
+    "amx_available",
+    "available",
+    "binary_choices",
+    "binary_format",
+    "clock_ghz",
+    "config_for",
+]
 
 #: Settings of the real-valued layers' arithmetic (see the module docstring).
 PRECISIONS = ("fast", "exact", "bf16")
-_AMX_REAL = {"fast": "amx_bf16x3", "bf16": "amx_bf16"}
+_AMX_REAL = {"fast": "amx_split", "bf16": "amx_bf16"}
 _ABI = 1
 _PT = 32  # BM_PT: pixels per work item
-_T_AMX = {"amx_bf16": 3, "amx_bf16x3": 4}
+_T_AMX = {"amx_bf16": 3, "amx_split": 4}  # amx_split: 4 (3 products), 5 (6) where it feeds a sign
+_T_AMX_BINARY = 3
+_FMT = {"bits": 0, "s8": 1}
 _OPS = {"bconv": 1, "rconv": 2, "pool": 3, "eltwise": 4}
 
 _i32, _i64, _p = ctypes.c_int32, ctypes.c_int64, ctypes.c_void_p
@@ -52,14 +66,14 @@ class _View(ctypes.Structure):
 
 
 class _Emit(ctypes.Structure):
-    _fields_ = [("dst", _View), ("src", _i32), ("n", _i32), ("bit0", _i32), ("mul", _p), ("thr", _p)]
+    _fields_ = [("dst", _View), ("fmt", _i32), ("src", _i32), ("n", _i32), ("bit0", _i32), ("mul", _p), ("thr", _p)]
 
 
 class _Op(ctypes.Structure):
     _fields_ = [
         ("kind", _i32), ("tier", _i32), ("oh", _i32), ("ow", _i32), ("cin", _i32), ("cout", _i32), ("ldv", _i32),
         ("kh", _i32), ("kw", _i32), ("sh", _i32), ("sw", _i32), ("ph", _i32), ("pw", _i32),
-        ("inp", _View), ("in_image", _i32), ("in_shift", _i32), ("pool_avg", _i32), ("w", _p), ("kpad", _i32),
+        ("inp", _View), ("in_image", _i32), ("in_shift", _i32), ("pool_avg", _i32), ("w", _p), ("kpad", _i32), ("tap_off", _p),
         ("cls_y", _p), ("cls_x", _p), ("ncls_x", _i32), ("corr", _p), ("kvalid", _p), ("m", _p), ("b", _p),
         ("pm", _p), ("pb", _p), ("prelu", _i32), ("relu", _i32), ("has_res", _i32), ("res", _View),
         ("res_shift", _i32), ("has_out", _i32), ("out", _View), ("out_index", _i32), ("ny", _i32), ("nr", _i32),
@@ -86,6 +100,8 @@ def _lib() -> ctypes.CDLL | None:
         lib.bm_plan_run.argtypes = [ctypes.POINTER(_Plan), _p, _i32, _p, _p, _i32, _i32, _p]
         lib.bm_plan_run.restype = ctypes.c_int
         lib.bm_clock_ghz.restype = ctypes.c_double
+        lib.bm_time_bconv.restype = ctypes.c_double
+        lib.bm_time_bconv.argtypes = [ctypes.c_int] * 12
         lib._bm_engine_ready = True
     return lib
 
@@ -111,11 +127,47 @@ def amx_available() -> bool:
 
 @dataclass(frozen=True)
 class Config:
-    """Kernel tiers of a compiled plan: ``binary`` popcount tier name (``native.TIERS``) and
-    ``real`` = "fp32" (at the binary tier's ISA), "amx_bf16x3" or "amx_bf16"."""
+    """Kernel tiers of a compiled plan: ``binary`` popcount tier name (``native.TIERS``),
+    ``real`` = "fp32" (at the binary tier's ISA), "amx_split" or "amx_bf16", and ``amx_binary``:
+    whether each binary conv may run as a ±1 int8 GEMM on AMX tiles where that measured faster
+    (:func:`binary_choices`); exact integer arithmetic either way."""
 
     binary: str
     real: str
+    amx_binary: bool = False
+
+
+#: per binary-conv shape (C_in, C_out, kh, kw, sh, sw, ph, pw, H, W): {"popcount": s, "amx": s}
+_TIMES: dict[tuple[int, ...], dict[str, float]] = {}
+_TIME_LOCK = threading.Lock()
+
+
+def binary_choices() -> dict[tuple[int, ...], dict[str, Any]]:
+    """The per-shape measurements behind the AMX/popcount choice so far: key (C_in, C_out, kh, kw,
+    sh, sw, ph, pw, H, W) → seconds per run of each kernel (one thread) and the winner."""
+    with _TIME_LOCK:
+        return {k: {**v, "chosen": min(v, key=v.__getitem__)} for k, v in _TIMES.items()}
+
+
+def binary_format(config: Config | None) -> Callable[[Any, int, int], str]:
+    """For ``build_plan``: each binary conv's input format under ``config`` — "s8" (AMX) where
+    the AMX kernel measured faster than the popcount tier on that shape (timed once per process,
+    one thread, best of 3 runs on random data), "bits" elsewhere."""
+    if config is None or not config.amx_binary:
+        return lambda conv, h, w: "bits"
+    lib = _lib()
+    tier = native.TIERS[config.binary]
+
+    def choose(conv: Any, h: int, w: int) -> str:
+        key = (conv.in_channels, conv.out_channels, *conv.kernel_size, *conv.stride, *conv.padding, h, w)
+        with _TIME_LOCK:
+            if key not in _TIMES:
+                args = key[:8] + (h, w, 3)
+                _TIMES[key] = {"popcount": lib.bm_time_bconv(tier, *args), "amx": lib.bm_time_bconv(_T_AMX_BINARY, *args)}
+            t = _TIMES[key]
+        return "s8" if 0 < t["amx"] < t["popcount"] else "bits"
+
+    return choose
 
 
 def config_for(precision: str) -> Config | None:
@@ -127,9 +179,9 @@ def config_for(precision: str) -> Config | None:
     tier = native.default_tier()
     if tier is None or not available():
         return None
-    amx = precision in _AMX_REAL and tier == "avx512_vpopcnt" and amx_available()
-    real = _AMX_REAL[precision] if amx else "fp32"
-    return Config(tier, real)
+    amx = tier == "avx512_vpopcnt" and amx_available()
+    real = _AMX_REAL[precision] if amx and precision in _AMX_REAL else "fp32"
+    return Config(tier, real, amx and not native.forced())
 
 
 def _f32(a: np.ndarray | None, n: int | None = None) -> np.ndarray | None:
@@ -151,8 +203,9 @@ def _bf16_tiles(full: np.ndarray) -> np.ndarray:
     return torch.from_numpy(t).to(torch.bfloat16).view(torch.int16).numpy()
 
 
-def _rconv_weights(conv: nn.Conv2d, image_input: bool, real: str) -> tuple[np.ndarray, int]:
-    """The weights as the GEMM kernels of ``real`` read them, and the padded reduction length."""
+def _rconv_weights(conv: nn.Conv2d, image_input: bool, real: str, parts: int = 1) -> tuple[np.ndarray, int]:
+    """The weights as the GEMM kernels of ``real`` read them (``parts`` bfloat16 parts for the
+    AMX split kernels), and the padded reduction length."""
     w = conv.weight.detach().float().numpy()
     cout = w.shape[0]
     wk = w.reshape(cout, -1) if image_input else w.transpose(0, 2, 3, 1).reshape(cout, -1)
@@ -161,22 +214,36 @@ def _rconv_weights(conv: nn.Conv2d, image_input: bool, real: str) -> tuple[np.nd
         kpad, n16 = _round(k, 32), (cout + 15) // 16
         full = np.zeros((n16 * 16, kpad), dtype=np.float32)
         full[:cout, :k] = wk
-        hi = _bf16_tiles(full)
-        if real == "amx_bf16":
-            return hi, kpad
-        rounded = torch.from_numpy(full).to(torch.bfloat16).float().numpy()
-        return np.concatenate([hi.reshape(-1), _bf16_tiles(full - rounded).reshape(-1)]), kpad
+        out, rest = [], full
+        for p in range(parts):  # as split_bf16 in gemm.c: truncated top halves, the last part rounded
+            part = rest if p == parts - 1 else (rest.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32)
+            out.append(_bf16_tiles(part).reshape(-1))
+            rest = rest - part
+        return np.concatenate(out), kpad
     kpad, ldv = _round(k, 16), _round(cout, 32)  # [C_out/32][kpad][32] float32
     full = np.zeros((ldv, kpad), dtype=np.float32)
     full[:cout, :k] = wk
     return np.ascontiguousarray(full.reshape(ldv // 32, 32, kpad).transpose(0, 2, 1)), kpad
 
 
+def _amx_binary_weights(conv: Any) -> np.ndarray:
+    """±1 weights as int8 [C_out/16][tap][C_in/64][16 rows][16 channels][4] (VNNI: row r holds
+    input channels 4r..4r+3), zero for padded channels."""
+    w = conv.pm1_weight().numpy().astype(np.int8)  # (C_out, C_in, kh, kw)
+    cout, cin, kh, kw = w.shape
+    n16, cp = (cout + 15) // 16, _round(cin, 64)
+    full = np.zeros((n16 * 16, kh * kw, cp), dtype=np.int8)
+    full[:cout, :, :cin] = w.reshape(cout, cin, kh * kw).transpose(0, 2, 1)
+    t = full.reshape(n16, 16, kh * kw, cp // 64, 16, 4).transpose(0, 2, 3, 4, 1, 5)
+    return np.ascontiguousarray(t)
+
+
 class _Compiler:
     """Builds the ctypes structures; keeps every array they point to alive."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, image_shape: tuple[int, int, int]) -> None:
         self.config = config
+        self.image_shape = image_shape
         self.keep: list[Any] = []
         self.tier = native.TIERS[config.binary]
 
@@ -199,7 +266,7 @@ class _Compiler:
             return None
         arr = (_Emit * len(emits))()
         for i, e in enumerate(emits):
-            arr[i] = _Emit(self.view(View(e.dst), e.n), e.src, e.n, e.bit0, self.ptr(_f32(e.mul)), self.ptr(_f32(e.thr)))
+            arr[i] = _Emit(self.view(View(e.dst), e.n), _FMT[e.dst.fmt], e.src, e.n, e.bit0, self.ptr(_f32(e.mul)), self.ptr(_f32(e.thr)))
         self.keep.append(arr)
         return ctypes.addressof(arr)
 
@@ -221,16 +288,25 @@ class _Compiler:
             assert isinstance(m, nn.Conv2d) or hasattr(m, "weight_bits")
             o.cin = m.in_channels
             (o.kh, o.kw), (o.sh, o.sw), (o.ph, o.pw) = m.kernel_size, _pair(m.stride), _pair(m.padding)
-        if op.kind == "bconv":
+        if op.kind == "bconv" and op.inp.buf.fmt == "s8":  # type: ignore[union-attr]
+            o.tier, o.w = _T_AMX_BINARY, self.ptr(_amx_binary_weights(m))
+            scratch += 4096  # the accumulator tiles
+        elif op.kind == "bconv":
             o.w = self.ptr(m.weight_bits.numpy())
             cls_y, cls_x, corr, kvalid = op.bconv
             o.cls_y, o.cls_x, o.ncls_x = self.ptr(cls_y), self.ptr(cls_x), int(cls_x.max()) + 1
             o.corr, o.kvalid = self.ptr(corr), self.ptr(kvalid)
         elif op.kind == "rconv":
-            w, o.kpad = _rconv_weights(m, op.inp is None, self.config.real)
+            real = self.config.real
+            o.tier = _T_AMX.get(real, o.tier) + (real == "amx_split" and op.feeds_binary)
+            parts = {3: 1, 4: 2, 5: 3}.get(o.tier, 1)
+            w, o.kpad = _rconv_weights(m, op.inp is None, real, parts)
             o.w, o.in_image = self.ptr(w), int(op.inp is None)
-            o.tier = _T_AMX.get(self.config.real, o.tier)
-            scratch += _PT * o.kpad * 8 + 4096  # A in float32, two bfloat16 copies, a C tile buffer
+            if op.inp is None:  # image offset of tap (c, ky, kx): the direct path reads the image
+                _, h, w_ = self.image_shape
+                c_, ky, kx = np.meshgrid(np.arange(m.in_channels), np.arange(o.kh), np.arange(o.kw), indexing="ij")
+                o.tap_off = self.ptr(((c_ * h + ky) * w_ + kx).reshape(-1).astype(np.int32))
+            scratch += _PT * o.kpad * 10 + 4096  # A in float32, three bfloat16 parts, C tiles
         elif op.kind in ("pool", "eltwise"):
             o.cin = c
         return o, scratch
@@ -253,7 +329,7 @@ class Engine:
         if lib is None:
             raise RuntimeError("the fused engine is not available: binmark's C library was not built")
         self.plan, self.config, self._lib = plan, config, lib
-        comp = _Compiler(config)
+        comp = _Compiler(config, plan.input_shape)
         ops = (_Op * len(plan.ops))()
         scratch = 64
         for i, op in enumerate(plan.ops):
@@ -314,7 +390,3 @@ class Engine:
         return outs
 
 
-def compile_plan(plan: Plan, precision: str = "fast") -> Engine | None:
-    """An :class:`Engine` for ``plan`` with this machine's kernels, or None without the C library."""
-    config = config_for(precision)
-    return None if config is None else Engine(plan, config)

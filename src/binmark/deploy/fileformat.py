@@ -99,7 +99,7 @@ class PackedModel(nn.Module):
         self._reset_caches()
 
     def _reset_caches(self) -> None:
-        self._plans: dict[tuple[int, int], Plan | str] = {}
+        self._plans: dict[tuple[Any, ...], Plan | str] = {}
         self._engines: dict[tuple[Any, ...], engine.Engine] = {}
         self._lock = threading.Lock()
 
@@ -130,11 +130,12 @@ class PackedModel(nn.Module):
         Raises:
             ValueError: the model does not take images of this size.
         """
-        key = (int(height), int(width))
+        config = engine.config_for(self.precision)
+        key = (int(height), int(width), config)
         with self._lock:
             if key not in self._plans:
                 try:
-                    self._plans[key] = build_plan(self.net, *key)
+                    self._plans[key] = build_plan(self.net, int(height), int(width), engine.binary_format(config))
                 except Unsupported as exc:
                     self._plans[key] = str(exc)
             found = self._plans[key]
@@ -147,7 +148,7 @@ class PackedModel(nn.Module):
         if engine.config_for(self.precision) is None:
             return "binmark's C library is not built"
         if self.plan(height, width) is None:
-            return self._plans[(int(height), int(width))]  # type: ignore[return-value]
+            return self._plans[(int(height), int(width), engine.config_for(self.precision))]  # type: ignore[return-value]
         return None
 
     def fused_engine(self, height: int, width: int) -> engine.Engine | None:

@@ -259,8 +259,8 @@ class PackedBinaryConv2d(nn.Module):
         bit = bit & ~never
         return 1.0 - 2.0 * bit.to(x.dtype)
 
-    def _pm1_weight(self) -> Tensor:
-        """(C_out, C_in, kh, kw) float ±1 weights unpacked from ``weight_bits``."""
+    def pm1_weight(self) -> Tensor:
+        """(C_out, C_in, kh, kw) float ±1 weights unpacked from ``weight_bits`` (cached)."""
         if "pm1" not in self._cache:
             cb, taps, cw = self.weight_bits.shape[:3]
             bits = unpack_words(self.weight_bits.permute(0, 3, 1, 2).reshape(cb * _WORD, taps, cw), cw * _WORD)
@@ -274,7 +274,7 @@ class PackedBinaryConv2d(nn.Module):
     # ------------------------------------------------------------------ backends
     def forward_torch(self, x: Tensor) -> Tensor:
         """Pure PyTorch: float convolution of the ±1 input and weights (zero padding)."""
-        y = F.conv2d(self._signs(x.float()), self._pm1_weight(), None, self.stride, self.padding, self.dilation)
+        y = F.conv2d(self._signs(x.float()), self.pm1_weight(), None, self.stride, self.padding, self.dilation)
         return self._affine(y).contiguous(memory_format=torch.channels_last)
 
     def forward_int8(self, x: Tensor) -> Tensor:
@@ -284,7 +284,7 @@ class PackedBinaryConv2d(nn.Module):
         cols = F.unfold(self._signs(x.float()), self.kernel_size, self.dilation, self.padding, self.stride)
         a = cols.transpose(1, 2).reshape(n * ho * wo, -1).to(torch.int8)
         if "int8" not in self._cache:
-            self._cache["int8"] = self._pm1_weight().reshape(self.out_channels, -1).t().contiguous().to(torch.int8)
+            self._cache["int8"] = self.pm1_weight().reshape(self.out_channels, -1).t().contiguous().to(torch.int8)
         acc = torch._int_mm(a, self._cache["int8"])
         y = acc.float().mul_(self.scale).add_(self.bias)
         return y.view(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)

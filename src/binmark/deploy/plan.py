@@ -18,7 +18,8 @@ into a short list of ops over per-image NHWC buffers:
 4. **Emit bits where values are made**: every binary conv reads a bit tensor (its input after its
    folded BatchNorm and sign), written by the ops that produce the value — by the epilogue of each
    conv that writes a slice of it, before the residual for a value inside a block, after it for a
-   block's output. The bit tensors have a border of zero words (+1) as wide as the convs' padding.
+   block's output. The bit tensors have a border of zero words (+1) as wide as the convs' padding;
+   for the AMX kernel the tensor holds one ±1 byte per channel instead, with a zero border.
 5. **Schedule** the ops in dependency order and **allocate** real buffers by lifetime (first fit);
    bit tensors get their own region, never reused, so their borders stay zero.
 
@@ -29,6 +30,7 @@ the C structures of ``csrc/engine.h`` for a kernel tier.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +43,7 @@ from torch import nn
 from binmark.deploy.layers import PackedBinaryConv2d, PackedQuantConv2d, bn_affine, unpack_words
 from binmark.models.inputs import check_images
 
-__all__ = ["Unsupported", "Buffer", "Emit", "Op", "Plan", "build_plan"]
+__all__ = ["BINARY_FORMATS", "Unsupported", "Buffer", "Emit", "Op", "Plan", "build_plan"]
 
 _ALIGN = 64  # bytes: buffer offsets in the arena
 
@@ -50,25 +52,41 @@ class Unsupported(ValueError):
     """The network has a part the fused engine cannot run; it runs module by module instead."""
 
 
+#: formats of the tensors binary convs read: bit-packed words (popcount kernels), or one signed
+#: byte per channel (AMX kernel; channels padded to 64 and 64 pixels of slack after the image,
+#: which the kernel's last tiles read and drop)
+BINARY_FORMATS = ("bits", "s8")
+_S8_SLACK = 64
+
+
 @dataclass(eq=False)
 class Buffer:
-    """A per-image buffer: float32 NHWC (``bits=False``) or 32-bit words NHWC with a zero border."""
+    """A per-image buffer: float32 NHWC (``fmt="real"``), or a tensor a binary conv reads (``"bits"``:
+    32-bit words; ``"s8"``: bytes) with a zero border of ``pad`` pixels."""
 
     c: int
     h: int
     w: int
-    bits: bool = False
+    fmt: str = "real"
     pad: int = 0
     offset: int = -1
 
     @property
+    def bits(self) -> bool:
+        """Whether this is a binary conv's input (bits or bytes), never reused."""
+        return self.fmt != "real"
+
+    @property
     def stride(self) -> int:
-        """Channel stride: floats or words per pixel."""
-        return (self.c + 31) // 32 if self.bits else self.c
+        """Channel stride: floats, words or bytes per pixel."""
+        return {"real": self.c, "bits": (self.c + 31) // 32, "s8": (self.c + 63) // 64 * 64}[self.fmt]
 
     @property
     def nbytes(self) -> int:
-        return (self.h + 2 * self.pad) * (self.w + 2 * self.pad) * self.stride * 4
+        pixels = (self.h + 2 * self.pad) * (self.w + 2 * self.pad)
+        if self.fmt == "s8":
+            return (pixels + _S8_SLACK) * self.stride
+        return pixels * self.stride * 4
 
 
 @dataclass(frozen=True)
@@ -116,6 +134,7 @@ class Op:
     ey: list[Emit] = field(default_factory=list)
     er: list[Emit] = field(default_factory=list)
     bconv: Any = None  # (cls_y, cls_x, corr, kvalid) for binary convs
+    feeds_binary: bool = False  # a binary conv reads (through any ops) what this op writes
 
 
 @dataclass
@@ -425,8 +444,12 @@ def _pad_needed(conv: nn.Module, h: int, w: int) -> int:
     return max(ph, pw, (ho - 1) * sh - ph + kh - h, (wo - 1) * sw - pw + kw - w, 0)
 
 
-def build_plan(net: nn.Module, height: int, width: int) -> Plan:
+def build_plan(net: nn.Module, height: int, width: int, binary_format: Callable[[PackedBinaryConv2d, int, int], str] | None = None) -> Plan:
     """Lower a packed network (``PackedModel.net``, eval mode) for (height, width) input images.
+
+    Args:
+        binary_format: for each binary conv and its input size (h, w), the input format its kernel
+            reads (:data:`BINARY_FORMATS`); default "bits" for every one.
 
     Raises:
         Unsupported: the network contains a part the fused engine cannot run.
@@ -437,14 +460,15 @@ def build_plan(net: nn.Module, height: int, width: int) -> Plan:
     nodes = [n for n in nodes if not n.dead]
     _realise_cat_add(nodes)
     nodes = [n for n in nodes if not n.dead]
-    return _Builder(nodes, outputs).plan(height, width)
+    return _Builder(nodes, outputs, binary_format).plan(height, width)
 
 
 class _Builder:
     """Ops, bit tensors, schedule and buffer offsets from the realised graph."""
 
-    def __init__(self, nodes: list[_Node], outputs: list[_Node]) -> None:
+    def __init__(self, nodes: list[_Node], outputs: list[_Node], binary_format: Callable[..., str] | None) -> None:
         self.nodes, self.outputs = nodes, outputs
+        self.binary_format = binary_format or (lambda conv, h, w: "bits")
         self.op_of: dict[int, Op] = {}
         self.own: dict[int, Buffer] = {}
         self.bits: dict[tuple[Any, ...], Buffer] = {}
@@ -495,6 +519,21 @@ class _Builder:
                 return q, View(v.buf, v.co + off), shift
         return None, None, 0
 
+    @staticmethod
+    def feeds_binary(n: _Node) -> bool:
+        """Whether a binary conv is downstream of ``n`` (so rounding in ``n`` can flip signs)."""
+        seen, stack = set(), list(n.users)
+        while stack:
+            u = stack.pop()
+            if u.kind == "bconv":
+                return True
+            if id(u) not in seen:
+                seen.add(id(u))
+                stack.extend(u.users)
+                if u.parent is not None:
+                    stack.append(u.parent[0])
+        return False
+
     def leaves(self, v: _Node) -> list[_Node]:
         """The conv nodes whose outputs make up value ``v`` (itself for a single op)."""
         if v.kind == "cat":
@@ -526,6 +565,7 @@ class _Builder:
                     reads.append(q)
             if self.needs_real(n):
                 op.out = self.loc(n)
+            op.feeds_binary = self.feeds_binary(n)
             self.op_of[id(n)] = op
             self.reads[id(op)] = reads
             self.ops.append(op)
@@ -549,9 +589,12 @@ class _Builder:
                 raise Unsupported(f"{n.name}: binary convolution of the input image")
             c, h, w = v.shape
             mul, thr = _bits_of(conv)
-            key = (id(v), mul.tobytes(), thr.tobytes())
+            fmt = self.binary_format(conv, h, w)
+            if fmt not in BINARY_FORMATS:
+                raise ValueError(f"binary_format returned {fmt!r} for {n.name}; expected one of {BINARY_FORMATS}")
+            key = (id(v), mul.tobytes(), thr.tobytes(), fmt)
             if key not in self.bits:
-                buf = self.bits[key] = Buffer(c, h, w, bits=True)
+                buf = self.bits[key] = Buffer(c, h, w, fmt)
                 # bits of v before a residual is added (v is a conv output or a concatenation inside
                 # a block), or of the final value (anything else)
                 stage = "y" if v.kind == "cat" or (v.kind in ("rconv", "bconv") and v.parent is not None) else "r"
@@ -566,7 +609,8 @@ class _Builder:
             buf.pad = max(buf.pad, _pad_needed(conv, h, w))
             op = self.op_of[id(n)]
             op.inp = View(buf)
-            op.bconv = _border_tables(conv, h, w, _ldv(op.out_shape[0]))
+            if fmt == "bits":  # bytes carry zero padding themselves
+                op.bconv = _border_tables(conv, h, w, _ldv(op.out_shape[0]))
 
     # schedule and memory ---------------------------------------------------
     def schedule(self) -> None:

@@ -130,10 +130,16 @@ static cmp_fn cmp_for(int tier) {
 }
 
 /* Write the bits of one pixel's channels [src, src + n) at destination channels [bit0, bit0 + n);
- * words shared with other channels are read, modified and written (other ops own those bits). */
+ * words shared with other channels are read, modified and written (other ops own those bits).
+ * Byte tensors get -1 where the bit is 1, +1 elsewhere. */
 static void emit(const bm_emit *e, const float *v, uint8_t *arena, int y, int x, cmp_fn cmp) {
-    uint32_t *d = bm_bits_px(arena, &e->dst, y, x);
     const float *s = v + e->src;
+    if (e->fmt == BM_FMT_S8) {
+        int8_t *b = bm_s8_px(arena, &e->dst, y, x) + e->bit0;
+        for (int j = 0; j < e->n; j++) b[j] = e->mul[j] * s[j] < e->thr[j] ? -1 : 1;
+        return;
+    }
+    uint32_t *d = bm_bits_px(arena, &e->dst, y, x);
     for (int j = 0; j < e->n;) {
         int pos = e->bit0 + j, wi = pos >> 5, sh = pos & 31;
         int cnt = bm_min(32 - sh, e->n - j);
@@ -186,19 +192,32 @@ static void finish_portable(const bm_op *op, const bm_ctx *cx, int y, int x0, in
 #pragma GCC target("avx512f,avx512bw,avx512vl")
 #define BM_MAX_FAST_EMITS 8
 
-/* Whether every emit covers the op's whole output starting at a 16-bit boundary: then each
- * 16-channel compare mask is stored as one half-word. */
+/* Whether every emit covers the op's whole output, bits starting at a 16-bit boundary: then
+ * each 16-channel compare mask is stored as one half-word (or 16 bytes). */
 static int emits_fast(const bm_op *op) {
     if (op->ny > BM_MAX_FAST_EMITS || op->nr > BM_MAX_FAST_EMITS) return 0;
-    for (int k = 0; k < op->ny; k++)
-        if (op->ey[k].src || op->ey[k].n != op->cout || op->ey[k].bit0 % 16) return 0;
-    for (int k = 0; k < op->nr; k++)
-        if (op->er[k].src || op->er[k].n != op->cout || op->er[k].bit0 % 16) return 0;
+    for (int k = 0; k < op->ny + op->nr; k++) {
+        const bm_emit *e = k < op->ny ? &op->ey[k] : &op->er[k - op->ny];
+        if (e->src || e->n != op->cout || (e->fmt == BM_FMT_BITS && e->bit0 % 16)) return 0;
+    }
     return 1;
 }
 
-static inline void store_mask16(uint16_t *d, __mmask16 m, __mmask16 k) {
-    *d = k == 0xffff ? (uint16_t)m : (uint16_t)((*d & ~k) | (m & k));
+/* The destination of a fast emit for pixel (y, x): half-words (bits) or bytes. */
+static inline void *emit_dst(const bm_emit *e, uint8_t *arena, int y, int x) {
+    if (e->fmt == BM_FMT_S8) return bm_s8_px(arena, &e->dst, y, x) + e->bit0;
+    return (uint16_t *)bm_bits_px(arena, &e->dst, y, x) + e->bit0 / 16;
+}
+
+/* Store 16 channels' compare mask m (lanes k valid) at chunk c of a fast emit's destination. */
+static inline void store_emit(const bm_emit *e, void *d, int c, __mmask16 m, __mmask16 k) {
+    if (e->fmt == BM_FMT_S8) {
+        __m128i b = _mm_mask_blend_epi8(m, _mm_set1_epi8(1), _mm_set1_epi8(-1));
+        _mm_mask_storeu_epi8((int8_t *)d + 16 * c, k, b);
+    } else {
+        uint16_t *h = (uint16_t *)d + c;
+        *h = k == 0xffff ? (uint16_t)m : (uint16_t)((*h & ~k) | (m & k));
+    }
 }
 
 /* The epilogue with every step in registers, 16 channels at a time. */
@@ -213,9 +232,9 @@ static void finish_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int 
         float *v = vals + (int64_t)i * op->ldv;
         const float *r = op->has_res ? bm_real_px(arena, &op->res, y >> op->res_shift, x >> op->res_shift) : NULL;
         float *o = op->has_out ? bm_real_px(arena, &op->out, y, x) : NULL;
-        uint16_t *dy[BM_MAX_FAST_EMITS], *dr[BM_MAX_FAST_EMITS];
-        for (int k = 0; k < ny; k++) dy[k] = (uint16_t *)bm_bits_px(arena, &op->ey[k].dst, y, x) + op->ey[k].bit0 / 16;
-        for (int k = 0; k < nr; k++) dr[k] = (uint16_t *)bm_bits_px(arena, &op->er[k].dst, y, x) + op->er[k].bit0 / 16;
+        void *dy[BM_MAX_FAST_EMITS], *dr[BM_MAX_FAST_EMITS];
+        for (int k = 0; k < ny; k++) dy[k] = emit_dst(&op->ey[k], arena, y, x);
+        for (int k = 0; k < nr; k++) dr[k] = emit_dst(&op->er[k], arena, y, x);
         for (int c = 0; c < nch; c++) {
             __mmask16 km = c == nch - 1 ? tail : 0xffff;
             __m512 t = _mm512_maskz_loadu_ps(km, v + 16 * c);
@@ -223,7 +242,7 @@ static void finish_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int 
             for (int k = 0; k < ny; k++) {
                 const bm_emit *e = &op->ey[k];
                 __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(km, e->mul + 16 * c), t);
-                store_mask16(dy[k] + c, _mm512_mask_cmp_ps_mask(km, p, _mm512_maskz_loadu_ps(km, e->thr + 16 * c), _CMP_LT_OQ), km);
+                store_emit(e, dy[k], c, _mm512_mask_cmp_ps_mask(km, p, _mm512_maskz_loadu_ps(km, e->thr + 16 * c), _CMP_LT_OQ), km);
             }
             if (r) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(km, r + 16 * c));
             if (o) _mm512_mask_storeu_ps(o + 16 * c, km, t);
@@ -231,7 +250,7 @@ static void finish_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int 
             for (int k = 0; k < nr; k++) {
                 const bm_emit *e = &op->er[k];
                 __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(km, e->mul + 16 * c), t);
-                store_mask16(dr[k] + c, _mm512_mask_cmp_ps_mask(km, p, _mm512_maskz_loadu_ps(km, e->thr + 16 * c), _CMP_LT_OQ), km);
+                store_emit(e, dr[k], c, _mm512_mask_cmp_ps_mask(km, p, _mm512_maskz_loadu_ps(km, e->thr + 16 * c), _CMP_LT_OQ), km);
             }
         }
     }
@@ -348,8 +367,8 @@ static const struct {
     uint16_t colsb[16];
     uint8_t rows[16];
 } __attribute__((aligned(64))) amx_cfg = {1, 0, {0}, {64, 64, 64, 64, 64, 64, 64, 64}, {16, 16, 16, 16, 16, 16, 16, 16}};
-static void amx_config(void) { _tile_loadconfig(&amx_cfg); }
-static void amx_release(void) { _tile_release(); }
+void bm_amx_config(void) { _tile_loadconfig(&amx_cfg); }
+void bm_amx_release(void) { _tile_release(); }
 #pragma GCC pop_options
 #endif
 
@@ -360,13 +379,13 @@ static void run_op(const bm_op *op, const bm_ctx *cx, int tid, int nt) {
     float *vals = (float *)cx->scratch;
     uint8_t *rest = cx->scratch + (((size_t)BM_PT * op->ldv * sizeof(float) + 63) & ~(size_t)63);
 #ifdef BM_X86
-    if (op->tier >= BM_T_AMX && lo < hi) amx_config();
+    if (op->tier >= BM_T_AMX && lo < hi) bm_amx_config();
 #endif
     for (int64_t it = lo; it < hi; it++) {
         int y = (int)(it / tiles), x0 = (int)(it % tiles) * BM_PT;
         int np = bm_min(BM_PT, op->ow - x0);
         switch (op->kind) {
-        case BM_OP_BCONV: bm_bconv_tile(op, cx, y, x0, np, vals); break;
+        case BM_OP_BCONV: bm_bconv_tile(op, cx, y, x0, np, vals, rest); break;
         case BM_OP_RCONV: bm_rconv_tile(op, cx, y, x0, np, vals, rest); break;
         case BM_OP_POOL: pool_tile(op, cx, y, x0, np, vals); break;
         default: eltwise_tile(op, cx, y, x0, np, vals); break;
@@ -404,7 +423,7 @@ BM_API int bm_plan_run(const bm_plan *p, const float *x, int32_t n, float *const
                 for (int k = 0; k < p->nops; k++) run_op(&p->ops[k], &cx, 0, 1);
             }
 #ifdef BM_X86
-            if (bm_amx_ready()) amx_release();
+            if (bm_amx_ready()) bm_amx_release();
 #endif
         }
     }
@@ -428,7 +447,7 @@ BM_API int bm_plan_run(const bm_plan *p, const float *x, int32_t n, float *const
                 }
             }
 #ifdef BM_X86
-            if (bm_amx_ready()) amx_release();
+            if (bm_amx_ready()) bm_amx_release();
 #endif
         }
     }

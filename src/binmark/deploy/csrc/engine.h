@@ -12,7 +12,8 @@
  *
  * Tensors (bm_view): real tensors are float32 NHWC with a channel stride (so a view can be a
  * channel slice of a wider buffer); bit tensors are NHWC 32-bit words, LSB-first, bit 1 = -1,
- * with a border of `pad` zero words (+1) around the image that is never written.
+ * with a border of `pad` zero words (+1) around the image that is never written; byte tensors
+ * (for AMX) are NHWC signed bytes +1/-1 with a zero border (zero padding needs no correction).
  */
 #ifndef BM_ENGINE_H
 #define BM_ENGINE_H
@@ -21,10 +22,14 @@
 #define BM_API __attribute__((visibility("default")))
 
 enum { BM_OP_BCONV = 1, BM_OP_RCONV = 2, BM_OP_POOL = 3, BM_OP_ELTWISE = 4 };
-/* Kernel tiers. Binary convs: popcount tiers 0-2. Real convs: 0-2 fp32, 3 = AMX bf16 tiles,
- * 4 = AMX with each float split into two bf16 halves (three products: about 16 bits). */
-enum { BM_T_PORTABLE = 0, BM_T_AVX2 = 1, BM_T_AVX512 = 2, BM_T_AMX = 3, BM_T_AMX3 = 4 };
-enum { BM_FMT_BITS = 0 };
+/* Kernel tiers. Binary convs: popcount tiers 0-2, 3 = AMX int8 tiles on +-1 bytes. Real convs:
+ * 0-2 fp32, 3 = AMX bf16 tiles,
+ * 4 = AMX with each float split into two bf16 parts (3 products, about 16 significant bits),
+ * 5 = three bf16 parts (6 products, about 24 bits: float32's precision). */
+enum { BM_T_PORTABLE = 0, BM_T_AVX2 = 1, BM_T_AVX512 = 2, BM_T_AMX = 3, BM_T_AMX3 = 4, BM_T_AMX6 = 5 };
+/* Formats of the tensors binary convs read: bits (32-bit words, bit 1 = -1) for the popcount
+ * kernels, one signed byte per channel (+1/-1, channels padded to 64) for the AMX kernel. */
+enum { BM_FMT_BITS = 0, BM_FMT_S8 = 1 };
 
 /* Pixel tile of one work item: up to BM_PT consecutive pixels of one output row. */
 #define BM_PT 32
@@ -33,12 +38,13 @@ typedef struct {
     int64_t off;  /* arena byte offset of the buffer's origin (the padded origin for bits) */
     int32_t h, w; /* logical spatial size */
     int32_t pad;  /* border pixels on each side (bit tensors; 0 for real tensors) */
-    int32_t cs;   /* channel stride: floats (real) or 32-bit words (bits) per pixel */
+    int32_t cs;   /* channel stride: floats (real), 32-bit words (bits) or bytes (s8) per pixel */
     int32_t co;   /* first channel of the view (real tensors) */
 } bm_view;
 
 typedef struct {
-    bm_view dst;             /* bit tensor written */
+    bm_view dst;             /* bit or byte tensor written */
+    int32_t fmt;             /* BM_FMT_BITS or BM_FMT_S8 */
     int32_t src;             /* first channel of the op's output this emit reads */
     int32_t n;               /* channels */
     int32_t bit0;            /* first destination channel (bit) */
@@ -55,6 +61,7 @@ typedef struct {
     int32_t pool_avg;               /* POOL: 2x2 average instead of maximum */
     const void *w;                  /* packed weights (layout by kind and tier, see engine.py) */
     int32_t kpad;                   /* RCONV: reduction length padded for the kernel */
+    const int32_t *tap_off;         /* RCONV of the image: offset of tap (c, ky, kx) in the NCHW image */
     const int16_t *cls_y, *cls_x;   /* BCONV: border class of each output row / column */
     int32_t ncls_x;
     const int32_t *corr;            /* BCONV: [class][ldv] mismatches added by padded taps */
@@ -95,9 +102,12 @@ typedef struct {
 void bm_finish_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals);
 int bm_cpu_tier(void);
 int bm_amx_ready(void);
+void bm_amx_config(void);   /* load the engine's tile configuration on this thread (AMX CPUs only) */
+void bm_amx_release(void);
 
-/* bconv.c: compute output tile (row y, pixels x0..x0+np) of a binary conv into vals[np][ldv] */
-void bm_bconv_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals);
+/* bconv.c: compute output tile (row y, pixels x0..x0+np) of a binary conv into vals[np][ldv];
+ * scratch: the thread's scratch after vals (the AMX kernel's accumulator tiles) */
+void bm_bconv_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals, uint8_t *scratch);
 /* gemm.c: the same for a real conv; scratch is the thread's scratch after vals */
 void bm_rconv_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals, uint8_t *scratch);
 
@@ -106,6 +116,9 @@ static inline float *bm_real_px(uint8_t *arena, const bm_view *v, int y, int x) 
 }
 static inline uint32_t *bm_bits_px(uint8_t *arena, const bm_view *v, int y, int x) {
     return (uint32_t *)(arena + v->off) + ((int64_t)(y + v->pad) * (v->w + 2 * v->pad) + x + v->pad) * v->cs;
+}
+static inline int8_t *bm_s8_px(uint8_t *arena, const bm_view *v, int y, int x) {
+    return (int8_t *)(arena + v->off) + ((int64_t)(y + v->pad) * (v->w + 2 * v->pad) + x + v->pad) * v->cs;
 }
 static inline int bm_min(int a, int b) { return a < b ? a : b; }
 static inline int bm_max(int a, int b) { return a > b ? a : b; }

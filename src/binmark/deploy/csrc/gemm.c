@@ -5,11 +5,12 @@
  * - fp32 tiers (portable, AVX2 FMA, AVX-512 FMA): weights [C_out/32][kpad][32] float32;
  * - AMX bf16 tier: A and weights rounded to bfloat16 (round to nearest even), fp32 accumulation
  *   in tiles; weights [C_out/16][kpad/32][16 k-pairs][16 channels x 2] bfloat16;
- * - AMX bf16x3 tier: A = Ah + Al and W = Wh + Wl with bfloat16 halves (the low half rounds the
- *   remainder), and A W ~ Al Wh + Ah Wl + Ah Wh: the dropped Al Wl is about 2^-16 of a product,
- *   so the result is within ~16 bits of float32 where plain bf16 keeps 8 (the split of Henry, Tang
- *   and Heinecke, "Leveraging the bfloat16 artificial intelligence datatype for higher-precision
- *   computations", ARITH 2019); weights: the Wh array, then the Wl array.
+ * - AMX split tiers: A = A0 + A1 (+ A2) and W = W0 + W1 (+ W2) with bfloat16 parts, each part
+ *   the top bits of what the previous ones left (see split_bf16), and A W = sum of Ai Wj over
+ *   i + j <= order: order 1 (3 products) drops terms of about 2^-16 of a product, order 2 (6
+ *   products) about 2^-24, float32's own rounding (the split of Henry, Tang and Heinecke, "Leveraging the bfloat16 artificial
+ *   intelligence datatype for higher-precision computations", ARITH 2019); weights: the W0
+ *   array, then W1 (then W2).
  *
  * Reduction order: (c, ky, kx) for the network's NCHW input image (the stem), (ky, kx, c) for NHWC
  * tensors. Output transform y = acc * m + b as a multiply then an add. */
@@ -174,31 +175,82 @@ static void gemm_avx2(const bm_op *op, const float *A, int np, float *vals) {
 }
 #pragma GCC pop_options
 
-/* ---------------------------------------------------------------- AVX-512 FMA: 8 pixels x 32 channels */
+/* ---------------------------------------------------------------- AVX-512 FMA: 6 pixels x 64 channels */
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,fma")
-static void gemm_avx512(const bm_op *op, const float *A, int np, float *vals) {
-    const int kp = op->kpad, K = op->cin * op->kh * op->kw;
-    for (int nb = 0; nb < op->ldv / 32; nb++) {
-        const float *B = (const float *)op->w + (int64_t)nb * kp * 32;
-        const float *m = op->m + 32 * nb, *b = op->b + 32 * nb;
-        for (int i0 = 0; i0 < np; i0 += 8) {
-            __m512 acc[8][2];
-            for (int i = 0; i < 8; i++) { acc[i][0] = _mm512_setzero_ps(); acc[i][1] = _mm512_setzero_ps(); }
-            const float *a = A + (int64_t)i0 * kp;
-            for (int k = 0; k < K; k++) {
-                __m512 b0 = _mm512_loadu_ps(B + k * 32), b1 = _mm512_loadu_ps(B + k * 32 + 16);
-                for (int i = 0; i < 8; i++) {
-                    __m512 av = _mm512_set1_ps(a[(int64_t)i * kp + k]);
-                    acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
-                    acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
-                }
-            }
-            for (int i = 0; i < 8 && i0 + i < np; i++) {
-                float *v = vals + (int64_t)(i0 + i) * op->ldv + 32 * nb;
-                _mm512_storeu_ps(v, _mm512_add_ps(_mm512_mul_ps(acc[i][0], _mm512_loadu_ps(m)), _mm512_loadu_ps(b)));
-                _mm512_storeu_ps(v + 16, _mm512_add_ps(_mm512_mul_ps(acc[i][1], _mm512_loadu_ps(m + 16)), _mm512_loadu_ps(b + 16)));
-            }
+
+/* acc[6][NV] (NV 16-channel vectors) += A(i, k) B[k] for k < K, A(i, k) = rows[i][off ? off[k] : k]:
+ * rows of a packed panel, or pixels of the NCHW image with off[k] the offset of tap k. B: two
+ * [kpad][32] panels (channels 0-31 and 32-63 of the block). */
+static inline __attribute__((always_inline)) void micro512(const float *const rows[6], const int32_t *off, int K,
+                                                           const float *b0, const float *b1, __m512 acc[6][4], const int NV) {
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < NV; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        __m512 w[4];
+        w[0] = _mm512_loadu_ps(b0 + k * 32);
+        if (NV > 1) w[1] = _mm512_loadu_ps(b0 + k * 32 + 16);
+        if (NV > 2) w[2] = _mm512_loadu_ps(b1 + k * 32);
+        if (NV > 3) w[3] = _mm512_loadu_ps(b1 + k * 32 + 16);
+        const int o = off ? off[k] : k;
+        for (int i = 0; i < 6; i++) {
+            __m512 av = _mm512_set1_ps(rows[i][o]);
+            for (int j = 0; j < NV; j++) acc[i][j] = _mm512_fmadd_ps(av, w[j], acc[i][j]);
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void store512(const bm_op *op, __m512 acc[6][4], int n6, int c0, float *vals, const int NV) {
+    for (int i = 0; i < n6; i++)
+        for (int j = 0; j < NV; j++) {
+            __m512 m = _mm512_loadu_ps(op->m + c0 + 16 * j), b = _mm512_loadu_ps(op->b + c0 + 16 * j);
+            _mm512_storeu_ps(vals + (int64_t)i * op->ldv + c0 + 16 * j, _mm512_add_ps(_mm512_mul_ps(acc[i][j], m), b));
+        }
+}
+
+/* Every channel of up to 6 pixels (rows[n6..5] repeat a valid row; their results are dropped). */
+static void gemm512_rows(const bm_op *op, const float *const rows[6], const int32_t *off, int n6, float *vals) {
+    const int K = op->cin * op->kh * op->kw, kp = op->kpad;
+    for (int c0 = 0; c0 < op->cout; c0 += 64) {
+        const float *b0 = (const float *)op->w + (int64_t)(c0 / 32) * kp * 32, *b1 = b0 + (int64_t)kp * 32;
+        __m512 acc[6][4];
+        switch (bm_min(4, (op->cout - c0 + 15) / 16)) {
+        case 4: micro512(rows, off, K, b0, b1, acc, 4); store512(op, acc, n6, c0, vals, 4); break;
+        case 3: micro512(rows, off, K, b0, b1, acc, 3); store512(op, acc, n6, c0, vals, 3); break;
+        case 2: micro512(rows, off, K, b0, b1, acc, 2); store512(op, acc, n6, c0, vals, 2); break;
+        default: micro512(rows, off, K, b0, b1, acc, 1); store512(op, acc, n6, c0, vals, 1); break;
+        }
+    }
+}
+
+/* A: np rows of lda floats (a packed panel, or the input pixels of a 1x1 conv without prologue). */
+static void gemm_avx512(const bm_op *op, const float *A, int64_t lda, int np, float *vals) {
+    for (int i0 = 0; i0 < np; i0 += 6) {
+        int n6 = bm_min(6, np - i0);
+        const float *rows[6];
+        for (int i = 0; i < 6; i++) rows[i] = A + (int64_t)(i0 + bm_min(i, n6 - 1)) * lda;
+        gemm512_rows(op, rows, NULL, n6, vals + (int64_t)i0 * op->ldv);
+    }
+}
+
+/* Convolution of the network's NCHW input image: pixel tiles whose windows lie inside the image
+ * read it directly (off[k]: the image offset of tap k = (c, ky, kx)); border tiles are packed. */
+static void rconv_image_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals, float *A,
+                               const int32_t *off) {
+    const int H = cx->plan->in_h, W = cx->plan->in_w, kp = op->kpad;
+    const int iy0 = y * op->sh - op->ph;
+    const int rows_in = iy0 >= 0 && iy0 + op->kh <= H;
+    for (int i0 = 0; i0 < np; i0 += 6) {
+        int n6 = bm_min(6, np - i0);
+        int ixa = (x0 + i0) * op->sw - op->pw, ixb = (x0 + i0 + n6 - 1) * op->sw - op->pw + op->kw;
+        const float *rows[6];
+        if (rows_in && ixa >= 0 && ixb <= W) {
+            for (int i = 0; i < 6; i++) rows[i] = cx->image + (int64_t)iy0 * W + ixa + bm_min(i, n6 - 1) * op->sw;
+            gemm512_rows(op, rows, off, n6, vals + (int64_t)i0 * op->ldv);
+        } else {
+            pack_a(op, cx, y, x0 + i0, n6, A);
+            for (int i = 0; i < 6; i++) rows[i] = A + (int64_t)bm_min(i, n6 - 1) * kp;
+            gemm512_rows(op, rows, NULL, n6, vals + (int64_t)i0 * op->ldv);
         }
     }
 }
@@ -208,17 +260,22 @@ static void gemm_avx512(const bm_op *op, const float *A, int np, float *vals) {
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")
 
-/* rows x kp floats → bfloat16 (round to nearest even); with lo, also the rounded remainder. */
-static void split_bf16(const float *A, int rows, int kp, uint16_t *hi, uint16_t *lo) {
+/* rows x kp floats → `parts` bfloat16 arrays; part p of element e at out[p * stride + e]. One
+ * part: round to nearest even. Several: every part but the last is the truncated top 16 bits of
+ * what the previous parts left (the remainder is exact in float32), the last rounds; three parts
+ * hold all 24 bits of a float32. */
+static void split_bf16(const float *A, int rows, int kp, int parts, uint16_t *out, size_t stride) {
+    const __m512i top = _mm512_set1_epi32((int)0xffff0000u);
     for (int64_t i = 0; i < (int64_t)rows * kp; i += 32) {
         __m512 a0 = _mm512_loadu_ps(A + i), a1 = _mm512_loadu_ps(A + i + 16);
-        __m512i h = (__m512i)_mm512_cvtne2ps_pbh(a1, a0);
-        _mm512_storeu_si512(hi + i, h);
-        if (lo) {
-            __m512 h0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(h)), 16));
-            __m512 h1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(h, 1)), 16));
-            _mm512_storeu_si512(lo + i, (__m512i)_mm512_cvtne2ps_pbh(_mm512_sub_ps(a1, h1), _mm512_sub_ps(a0, h0)));
+        for (int p = 0; p + 1 < parts; p++) {
+            __m512 t0 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a0), top));
+            __m512 t1 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a1), top));
+            _mm512_storeu_si512(out + p * stride + i, (__m512i)_mm512_cvtne2ps_pbh(t1, t0));  /* exact */
+            a0 = _mm512_sub_ps(a0, t0);
+            a1 = _mm512_sub_ps(a1, t1);
         }
+        _mm512_storeu_si512(out + (parts - 1) * stride + i, (__m512i)_mm512_cvtne2ps_pbh(a1, a0));
     }
 }
 
@@ -233,8 +290,8 @@ static inline void tile_out(const bm_op *op, const float *cbuf, int r0, int nrow
 static void gemm_amx(const bm_op *op, const float *A, int np, float *vals, uint8_t *scratch) {
     const int kp = op->kpad, kb_n = kp / 32, n16 = (op->cout + 15) / 16, rows = round16(np);
     uint16_t *A16 = (uint16_t *)scratch;
-    float *cbuf = (float *)(scratch + (size_t)BM_PT * kp * 4);
-    split_bf16(A, rows, kp, A16, NULL);
+    float *cbuf = (float *)(scratch + (size_t)BM_PT * kp * 6);
+    split_bf16(A, rows, kp, 1, A16, 0);
     const uint16_t *W = (const uint16_t *)op->w;
     const int two_rows = np > 16;
     const size_t lda = (size_t)kp * 2;
@@ -261,35 +318,45 @@ static void gemm_amx(const bm_op *op, const float *A, int np, float *vals, uint8
     }
 }
 
-/* bf16x3: 16 pixels x 32 channels per pass; tiles 0-1 C, 2 Ah, 3 Al, 4-5 Wh, 6-7 Wl. The small
- * products are accumulated first. */
-static void gemm_amx3(const bm_op *op, const float *A, int np, float *vals, uint8_t *scratch) {
-    const int kp = op->kpad, kb_n = kp / 32, n16 = (op->cout + 15) / 16, rows = round16(np);
-    uint16_t *Ah = (uint16_t *)scratch, *Al = Ah + (size_t)BM_PT * kp;
-    float *cbuf = (float *)(scratch + (size_t)BM_PT * kp * 4);
-    split_bf16(A, rows, kp, Ah, Al);
-    const uint16_t *Wh = (const uint16_t *)op->w, *Wl = Wh + (size_t)n16 * kb_n * 512;
+/* Split products: 16 pixels x 32 channels per pass; tiles 0-1 C (two channel blocks), 2-4 the
+ * parts of A, 5 the weight part in use. Smaller products are accumulated first. */
+static void gemm_amx_split(const bm_op *op, const float *A, int np, float *vals, uint8_t *scratch, const int order) {
+    const int kp = op->kpad, kb_n = kp / 32, n16 = (op->cout + 15) / 16, rows = round16(np), parts = order + 1;
+    const size_t astride = (size_t)BM_PT * kp, wstride = (size_t)n16 * kb_n * 512;
+    uint16_t *Ap = (uint16_t *)scratch;
+    float *cbuf = (float *)(scratch + (size_t)BM_PT * kp * 6);
+    split_bf16(A, rows, kp, parts, Ap, astride);
+    const uint16_t *W = (const uint16_t *)op->w;
     const size_t lda = (size_t)kp * 2;
+#define BM_W(j, n) (W + (j) * wstride + ((int64_t)(n) * kb_n + kb) * 512)
     for (int r0 = 0; r0 < np; r0 += 16) {
-        const uint16_t *ah = Ah + (int64_t)r0 * kp, *al = Al + (int64_t)r0 * kp;
+        const uint16_t *a = Ap + (int64_t)r0 * kp;
         for (int n0 = 0; n0 < n16; n0 += 2) {
             const int two = n0 + 1 < n16;
-            const int64_t b0 = (int64_t)n0 * kb_n * 512, b1 = b0 + (int64_t)kb_n * 512;
             _tile_zero(0); _tile_zero(1);
             for (int kb = 0; kb < kb_n; kb++) {
-                _tile_loadd(2, ah + kb * 32, lda);
-                _tile_loadd(3, al + kb * 32, lda);
-                _tile_loadd(4, Wh + b0 + kb * 512, 64);
-                _tile_loadd(6, Wl + b0 + kb * 512, 64);
-                _tile_dpbf16ps(0, 3, 4);
-                _tile_dpbf16ps(0, 2, 6);
-                _tile_dpbf16ps(0, 2, 4);
-                if (two) {
-                    _tile_loadd(5, Wh + b1 + kb * 512, 64);
-                    _tile_loadd(7, Wl + b1 + kb * 512, 64);
-                    _tile_dpbf16ps(1, 3, 5);
-                    _tile_dpbf16ps(1, 2, 7);
-                    _tile_dpbf16ps(1, 2, 5);
+                _tile_loadd(2, a + kb * 32, lda);
+                _tile_loadd(3, a + astride + kb * 32, lda);
+                if (order == 2) {
+                    _tile_loadd(4, a + 2 * astride + kb * 32, lda);
+                    for (int q = 0; q < 1 + two; q++) {
+                        _tile_loadd(5, BM_W(2, n0 + q), 64);
+                        if (q) _tile_dpbf16ps(1, 2, 5); else _tile_dpbf16ps(0, 2, 5);
+                        _tile_loadd(5, BM_W(1, n0 + q), 64);
+                        if (q) { _tile_dpbf16ps(1, 3, 5); _tile_dpbf16ps(1, 2, 5); }
+                        else { _tile_dpbf16ps(0, 3, 5); _tile_dpbf16ps(0, 2, 5); }
+                        _tile_loadd(5, BM_W(0, n0 + q), 64);
+                        if (q) { _tile_dpbf16ps(1, 4, 5); _tile_dpbf16ps(1, 3, 5); _tile_dpbf16ps(1, 2, 5); }
+                        else { _tile_dpbf16ps(0, 4, 5); _tile_dpbf16ps(0, 3, 5); _tile_dpbf16ps(0, 2, 5); }
+                    }
+                } else {
+                    for (int q = 0; q < 1 + two; q++) {
+                        _tile_loadd(5, BM_W(1, n0 + q), 64);
+                        if (q) _tile_dpbf16ps(1, 2, 5); else _tile_dpbf16ps(0, 2, 5);
+                        _tile_loadd(5, BM_W(0, n0 + q), 64);
+                        if (q) { _tile_dpbf16ps(1, 3, 5); _tile_dpbf16ps(1, 2, 5); }
+                        else { _tile_dpbf16ps(0, 3, 5); _tile_dpbf16ps(0, 2, 5); }
+                    }
                 }
             }
             _tile_stored(0, cbuf, 64);
@@ -298,6 +365,7 @@ static void gemm_amx3(const bm_op *op, const float *A, int np, float *vals, uint
             if (two) tile_out(op, cbuf + 256, r0, bm_min(16, np - r0), n0 + 1, vals);
         }
     }
+#undef BM_W
 }
 #pragma GCC pop_options
 #endif /* BM_X86 */
@@ -305,14 +373,22 @@ static void gemm_amx3(const bm_op *op, const float *A, int np, float *vals, uint
 void bm_rconv_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals, uint8_t *scratch) {
     float *A = (float *)scratch;
 #ifdef BM_X86
+    if (op->tier == BM_T_AVX512) {
+        if (op->in_image && op->tap_off) { rconv_image_avx512(op, cx, y, x0, np, vals, A, op->tap_off); return; }
+        if (op->kh == 1 && op->kw == 1 && !op->pm && op->sh == 1 && op->sw == 1 && !op->in_image) {
+            gemm_avx512(op, bm_real_px(cx->arena, &op->in, y, x0), op->in.cs, np, vals);
+            return;
+        }
+    }
     if (op->tier >= BM_T_AVX512 && op->kw <= 16) pack_a_avx512(op, cx, y, x0, np, A);
     else
 #endif
     pack_a(op, cx, y, x0, np, A);
 #ifdef BM_X86
     if (op->tier == BM_T_AMX) { gemm_amx(op, A, np, vals, scratch + (size_t)BM_PT * op->kpad * 4); return; }
-    if (op->tier == BM_T_AMX3) { gemm_amx3(op, A, np, vals, scratch + (size_t)BM_PT * op->kpad * 4); return; }
-    if (op->tier == BM_T_AVX512) { gemm_avx512(op, A, np, vals); return; }
+    if (op->tier == BM_T_AMX3) { gemm_amx_split(op, A, np, vals, scratch + (size_t)BM_PT * op->kpad * 4, 1); return; }
+    if (op->tier == BM_T_AMX6) { gemm_amx_split(op, A, np, vals, scratch + (size_t)BM_PT * op->kpad * 4, 2); return; }
+    if (op->tier == BM_T_AVX512) { gemm_avx512(op, A, op->kpad, np, vals); return; }
     if (op->tier == BM_T_AVX2) { gemm_avx2(op, A, np, vals); return; }
 #endif
     gemm_portable(op, A, np, vals);
