@@ -27,9 +27,12 @@ def _png(path: Path) -> tuple[int, int]:
 def test_report_of_a_run(tmp_path: Path, dataset: str, plots: list[str], metric: str, capsys) -> None:
     run = tmp_path / "run"
     Trainer(load_config(None, TINY + [f"data.dataset={dataset}", "train.epochs=1", f"output_dir={run}"])).fit()
-    bench = {"model": {"name": "hourglass", "options": {}, "input_size": [64, 64]}, "machine": {"threads": 1},
-             "rows": [{"variant": "pytorch_fp32", "batch": 1, "median_ms": 3.0, "peak_mb": 10.0, "file_bytes": 2e6},
-                      {"variant": "packed", "batch": 1, "median_ms": 1.0, "peak_mb": 5.0, "file_bytes": 1e5}], "kernels": []}  # fmt: skip
+    bench = {"model": {"name": "hourglass", "options": {}, "input_size": [64, 64]},
+             "machine": {"cpu": "test CPU", "isa": ["avx2"], "threads": 1, "ghz": 3.0},
+             "rows": [{"variant": "pytorch_fp32", "label": "PyTorch fp32", "batch": 1, "median_ms": 3.0, "per_image_ms": 3.0,
+                       "peak_mb": 10.0, "file_bytes": 2e6},
+                      {"variant": "packed_fast", "label": "binmark fused fast", "batch": 1, "median_ms": 1.0, "per_image_ms": 1.0,
+                       "peak_mb": 5.0, "file_bytes": 1e5}], "skipped": {}}  # fmt: skip
     (run / "bench.json").write_text(json.dumps(bench))
     assert main(["report", str(run)]) == 0
     out = run / "report"
@@ -37,7 +40,7 @@ def test_report_of_a_run(tmp_path: Path, dataset: str, plots: list[str], metric:
         w, h = _png(out / name)
         assert w > 200 and h > 100
     md = (out / "report.md").read_text()
-    assert "packed" in md and "## Config" in md and f"| {metric} |" in md and "![" in md
+    assert "binmark fused fast" in md and "## Config" in md and f"| {metric} |" in md and "![" in md
     html = (out / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and all(f'src="{p}"' in html for p in plots)
     assert json.loads((out / "eval.json").read_text())["metrics"][metric] >= 0

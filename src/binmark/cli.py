@@ -322,7 +322,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     boxes = _read_boxes(args.boxes)
     detector = {"auto": None, "haar": HaarFaceDetector, "whole": WholeImage}[args.detector]
     loc = Localizer(args.model, args.skeleton, args.device, detector=detector() if detector else None,
-                    max_batch_size=args.batch_size, smoothing=not args.no_smooth)  # fmt: skip
+                    max_batch_size=args.batch_size, smoothing=not args.no_smooth, precision=args.precision)  # fmt: skip
     if args.flip_test:
         loc.spec = replace(loc.spec, flip_test=True)
     report = predict_paths(loc, args.inputs, args.out, boxes, args.fps, args.min_score, not args.no_draw)
@@ -350,6 +350,9 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("--fps", type=float, help="video frame rate for smoothing (default: the file's)")
     p.add_argument("--no-smooth", action="store_true", help="no One-Euro smoothing on videos")
     p.add_argument("--flip-test", action="store_true", help="average with the mirrored crop (2× compute)")
+    p.add_argument("--precision", choices=("fast", "exact", "bf16"), default="fast",
+                   help="packed models' real-valued layers: fast (AMX, within 0.05 px of exact; default), exact (float32), "
+                   "bf16 (fastest, drifts); see docs/deploy.md")  # fmt: skip
     p.add_argument("--min-score", type=float, default=0.0, help="draw points below this score hollow (default: 0)")
     p.add_argument("--no-draw", action="store_true", help="JSON only, no annotated images/videos")
     p.set_defaults(func=_cmd_predict, parser=p)

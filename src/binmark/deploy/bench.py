@@ -29,6 +29,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -128,7 +129,8 @@ def _prepare(tmp: Path, model: dict[str, Any], variants: list[str], seed: int) -
 
 def _run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one variant in a fresh Python process; returns its result or {"skipped": reason}."""
-    proc = subprocess.run([sys.executable, "-m", "binmark.deploy.bench_worker", json.dumps(spec)], capture_output=True, text=True)
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "binmark.deploy.bench_worker", json.dumps(spec)], capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("BENCH "):
             return json.loads(line[6:])

@@ -6,13 +6,17 @@ thread pools apart: OpenVINO's TBB workers and PyTorch's OpenMP workers in one p
 other several-fold. The ONNX Runtime and OpenVINO workers do not import torch at all; the models
 they read were written by the parent process (``binmark.deploy.bench``).
 
-Timing: ``warmup`` untimed calls, then the median of ``runs`` timed calls of one batch, in ms.
+Timing: ``warmup`` untimed calls, then the median of ``runs`` timed calls of one batch, in ms,
+with Python's garbage collector off (its full collections otherwise land in random calls), for
+every engine alike; the parent sets ``OPENBLAS_NUM_THREADS=1`` so that numpy's BLAS threads do
+not spin on the two cores.
 Peak memory: the process's peak resident set (VmHWM), reset before each batch through
 ``/proc/self/clear_refs`` (Linux; None elsewhere).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import statistics
 import sys
@@ -28,10 +32,15 @@ def _median_ms(fn: Callable[[], Any], runs: int, warmup: int) -> float:
     for _ in range(warmup):
         fn()
     times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    finally:
+        gc.enable()
     return 1e3 * statistics.median(times)
 
 

@@ -62,7 +62,7 @@ _i32, _i64, _p = ctypes.c_int32, ctypes.c_int64, ctypes.c_void_p
 
 
 class _View(ctypes.Structure):
-    _fields_ = [("off", _i64), ("h", _i32), ("w", _i32), ("pad", _i32), ("cs", _i32), ("co", _i32)]
+    _fields_ = [("off", _i64), ("h", _i32), ("w", _i32), ("pad", _i32), ("cs", _i32), ("co", _i32), ("blk", _i32)]
 
 
 class _Emit(ctypes.Structure):
@@ -259,7 +259,7 @@ class _Compiler:
         if v is None:
             return _View()
         b = v.buf
-        return _View(b.offset, b.h, b.w, b.pad, b.stride, v.co)
+        return _View(b.offset, b.h, b.w, b.pad, b.stride, v.co, b.block)
 
     def emits(self, emits: list[Emit]) -> int | None:
         if not emits:

@@ -97,6 +97,7 @@ class PackedModel(nn.Module):
         self.precision = precision
         self.runtime = runtime
         self._reset_caches()
+        super().train(False)  # inference-only: the wrapper, too, is in eval mode
 
     def _reset_caches(self) -> None:
         self._plans: dict[tuple[Any, ...], Plan | str] = {}

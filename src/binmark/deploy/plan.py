@@ -21,7 +21,9 @@ into a short list of ops over per-image NHWC buffers:
    block's output. The bit tensors have a border of zero words (+1) as wide as the convs' padding;
    for the AMX kernel the tensor holds one ±1 byte per channel instead, with a zero border.
 5. **Schedule** the ops in dependency order and **allocate** real buffers by lifetime (first fit);
-   bit tensors get their own region, never reused, so their borders stay zero.
+   bit tensors get their own region, never reused, so their borders stay zero. A real buffer is
+   channel-blocked ([C/16][H][W][16]) when every view of it starts and ends on a multiple of 16
+   channels, so each op's channel slice is read and written as sequential streams.
 
 The result (:class:`Plan`) holds numpy arrays and buffer offsets only; ``engine.py`` turns it into
 the C structures of ``csrc/engine.h`` for a kernel tier.
@@ -70,6 +72,7 @@ class Buffer:
     fmt: str = "real"
     pad: int = 0
     offset: int = -1
+    block: int = 0  # real buffers: 16 = channel-blocked [C/16][H][W][16], 0 = NHWC
 
     @property
     def bits(self) -> bool:
@@ -667,9 +670,25 @@ class _Builder:
             top += _aligned(buf.nbytes)
         return top
 
+    def layouts(self) -> None:
+        """Channel-blocked layout for each real buffer all of whose views are 16-aligned."""
+        views: dict[int, list[tuple[int, int]]] = {}
+        bufs: dict[int, Buffer] = {}
+        for op in self.ops:
+            width = {"inp": op.module.in_channels if op.kind == "rconv" else op.out_shape[0], "res": op.out_shape[0], "out": op.out_shape[0]}
+            for name in ("inp", "res", "out"):
+                v = getattr(op, name)
+                if v is not None and not v.buf.bits:
+                    bufs[id(v.buf)] = v.buf
+                    views.setdefault(id(v.buf), []).append((v.co, width[name]))
+        for key, buf in bufs.items():
+            if buf.c % 16 == 0 and all(co % 16 == 0 and n % 16 == 0 for co, n in views[key]):
+                buf.block = 16
+
     def plan(self, height: int, width: int) -> Plan:
         self.make_ops()
         self.make_bits()
+        self.layouts()
         self.schedule()
         arena = self.allocate()
         buffers = list({id(b): b for op in self.ops for b in self.touched(op)}.values())

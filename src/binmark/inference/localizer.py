@@ -37,6 +37,10 @@ __all__ = ["Localizer", "Result", "FACE_NORMALIZERS"]
 FACE_NORMALIZERS = ("ocular", "box", "bbox")
 #: a person box is about this much larger than the extent of its keypoints (COCO)
 BODY_BOX_MARGIN = 1.2
+#: the fused engine's precision for packed models the Localizer loads: "fast" keeps landmarks
+#: within 0.05 px (mean) of "exact" on a trained model (tests/deploy/test_precision.py; measured
+#: 0.0007 px on the demo's model, docs/deploy.md)
+PRECISION = "fast"
 
 
 @dataclass
@@ -60,9 +64,15 @@ class Result:
         }
 
 
-def _load(model: Any, device: torch.device) -> tuple[nn.Module, InferenceSpec | None]:
-    """(network, its spec if the source records one) from a .bmk path, a checkpoint or a module."""
+def _load(model: Any, device: torch.device, precision: str | None) -> tuple[nn.Module, InferenceSpec | None]:
+    """(network, its spec if the source records one) from a .bmk path, a checkpoint or a module;
+    ``precision`` is set on packed models (default :data:`PRECISION` for files, unchanged for a
+    given PackedModel)."""
+    from binmark.deploy import PackedModel
+
     if isinstance(model, nn.Module):
+        if precision is not None and isinstance(model, PackedModel):
+            model.precision = precision
         return model.to(device).eval(), getattr(model, INFERENCE_ATTR, None)
     path = Path(model)
     if not path.is_file():
@@ -78,7 +88,7 @@ def _load(model: Any, device: torch.device) -> tuple[nn.Module, InferenceSpec | 
         raise ValueError(f"Localizer: {path} is a packed CPU model; use device='cpu'")
     from binmark.deploy import load
 
-    packed = load(path)
+    packed = load(path, precision=precision or PRECISION)
     return packed, packed.inference
 
 
@@ -96,6 +106,9 @@ class Localizer:
         max_batch_size: crops per network call.
         smoothing: the video filter of :meth:`track` (default ``OneEuroFilter()``); None-like
             ``False`` turns smoothing off.
+        precision: the fused engine's arithmetic for packed models ("fast", "exact", "bf16"; see
+            ``binmark.deploy.engine``); default "fast" for a ``.bmk`` file, and a given
+            ``PackedModel``'s own setting.
 
     Raises:
         ValueError: the schema cannot be determined, or does not match the model's K.
@@ -111,9 +124,10 @@ class Localizer:
         detector: Detector | None = None,
         max_batch_size: int = 32,
         smoothing: OneEuroFilter | bool = True,
+        precision: str | None = None,
     ) -> None:
         self.device = torch.device(device)
-        self.net, found = _load(model, self.device)
+        self.net, found = _load(model, self.device, precision)
         spec = spec or found
         schema = named_skeleton(skeleton) if isinstance(skeleton, str) else skeleton
         if spec is None:

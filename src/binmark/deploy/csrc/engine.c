@@ -178,10 +178,15 @@ static void finish_portable(const bm_op *op, const bm_ctx *cx, int y, int x0, in
             for (int c = 0; c < n; c++) v[c] = v[c] > 0.0f ? v[c] : 0.0f;
         for (int k = 0; k < op->ny; k++) emit(&op->ey[k], v, arena, y, x, cmp);
         if (op->has_res) {
-            const float *r = bm_real_px(arena, &op->res, y >> op->res_shift, x >> op->res_shift);
-            for (int c = 0; c < n; c++) v[c] += r[c];
+            const float *r = bm_real_at(arena, &op->res, y >> op->res_shift, x >> op->res_shift, 0);
+            int64_t step = bm_chunk_step(&op->res);
+            for (int c = 0; c < n; c++) v[c] += r[(c >> 4) * step + (c & 15)];
         }
-        if (op->has_out) memcpy(bm_real_px(arena, &op->out, y, x), v, sizeof(float) * (size_t)n);
+        if (op->has_out) {
+            float *o = bm_real_at(arena, &op->out, y, x, 0);
+            int64_t step = bm_chunk_step(&op->out);
+            for (int c = 0; c < n; c++) o[(c >> 4) * step + (c & 15)] = v[c];
+        }
         for (int k = 0; k < op->nr; k++) emit(&op->er[k], v, arena, y, x, cmp);
     }
     write_nchw(op, cx, y, x0, np, vals);
@@ -227,11 +232,12 @@ static void finish_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int 
     const __mmask16 tail = n % 16 ? (__mmask16)((1u << (n % 16)) - 1) : 0xffff;
     uint8_t *arena = cx->arena;
     const __m512 zero = _mm512_setzero_ps();
+    const int64_t rstep = bm_chunk_step(&op->res), ostep = bm_chunk_step(&op->out);
     for (int i = 0; i < np; i++) {
         int x = x0 + i;
         float *v = vals + (int64_t)i * op->ldv;
-        const float *r = op->has_res ? bm_real_px(arena, &op->res, y >> op->res_shift, x >> op->res_shift) : NULL;
-        float *o = op->has_out ? bm_real_px(arena, &op->out, y, x) : NULL;
+        const float *r = op->has_res ? bm_real_at(arena, &op->res, y >> op->res_shift, x >> op->res_shift, 0) : NULL;
+        float *o = op->has_out ? bm_real_at(arena, &op->out, y, x, 0) : NULL;
         void *dy[BM_MAX_FAST_EMITS], *dr[BM_MAX_FAST_EMITS];
         for (int k = 0; k < ny; k++) dy[k] = emit_dst(&op->ey[k], arena, y, x);
         for (int k = 0; k < nr; k++) dr[k] = emit_dst(&op->er[k], arena, y, x);
@@ -244,8 +250,8 @@ static void finish_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int 
                 __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(km, e->mul + 16 * c), t);
                 store_emit(e, dy[k], c, _mm512_mask_cmp_ps_mask(km, p, _mm512_maskz_loadu_ps(km, e->thr + 16 * c), _CMP_LT_OQ), km);
             }
-            if (r) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(km, r + 16 * c));
-            if (o) _mm512_mask_storeu_ps(o + 16 * c, km, t);
+            if (r) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(km, r + c * rstep));
+            if (o) _mm512_mask_storeu_ps(o + c * ostep, km, t);
             if (op->out_index >= 0) _mm512_mask_storeu_ps(v + 16 * c, km, t);
             for (int k = 0; k < nr; k++) {
                 const bm_emit *e = &op->er[k];
@@ -260,17 +266,19 @@ static void finish_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int 
 /* Pooling and elementwise inputs, 16 channels at a time, into the scratch row. */
 static void pool_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals) {
     const int n = op->cout;
+    const int64_t step = bm_chunk_step(&op->in);
     for (int i = 0; i < np; i++) {
         int x = x0 + i;
-        const float *a = bm_real_px(cx->arena, &op->in, 2 * y, 2 * x);
-        const float *b = bm_real_px(cx->arena, &op->in, 2 * y, 2 * x + 1);
-        const float *c = bm_real_px(cx->arena, &op->in, 2 * y + 1, 2 * x);
-        const float *d = bm_real_px(cx->arena, &op->in, 2 * y + 1, 2 * x + 1);
+        const float *a = bm_real_at(cx->arena, &op->in, 2 * y, 2 * x, 0);
+        const float *b = bm_real_at(cx->arena, &op->in, 2 * y, 2 * x + 1, 0);
+        const float *c = bm_real_at(cx->arena, &op->in, 2 * y + 1, 2 * x, 0);
+        const float *d = bm_real_at(cx->arena, &op->in, 2 * y + 1, 2 * x + 1, 0);
         float *v = vals + (int64_t)i * op->ldv;
         for (int k = 0; k < n; k += 16) {
             __mmask16 km = n - k >= 16 ? 0xffff : (__mmask16)((1u << (n - k)) - 1);
-            __m512 va = _mm512_maskz_loadu_ps(km, a + k), vb = _mm512_maskz_loadu_ps(km, b + k);
-            __m512 vc = _mm512_maskz_loadu_ps(km, c + k), vd = _mm512_maskz_loadu_ps(km, d + k);
+            int64_t o = (k >> 4) * step;
+            __m512 va = _mm512_maskz_loadu_ps(km, a + o), vb = _mm512_maskz_loadu_ps(km, b + o);
+            __m512 vc = _mm512_maskz_loadu_ps(km, c + o), vd = _mm512_maskz_loadu_ps(km, d + o);
             __m512 out;
             if (op->pool_avg)
                 out = _mm512_div_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(va, vb), vc), vd), _mm512_set1_ps(4.0f));
@@ -284,12 +292,13 @@ static void pool_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int np
 static void eltwise_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals) {
     const int n = op->cout, s = op->in_shift;
     const __m512 zero = _mm512_setzero_ps();
+    const int64_t step = bm_chunk_step(&op->in);
     for (int i = 0; i < np; i++) {
-        const float *p = bm_real_px(cx->arena, &op->in, y >> s, (x0 + i) >> s);
+        const float *p = bm_real_at(cx->arena, &op->in, y >> s, (x0 + i) >> s, 0);
         float *v = vals + (int64_t)i * op->ldv;
         for (int k = 0; k < n; k += 16) {
             __mmask16 km = n - k >= 16 ? 0xffff : (__mmask16)((1u << (n - k)) - 1);
-            __m512 t = _mm512_maskz_loadu_ps(km, p + k);
+            __m512 t = _mm512_maskz_loadu_ps(km, p + (k >> 4) * step);
             if (op->pm) {
                 t = _mm512_add_ps(_mm512_mul_ps(t, _mm512_maskz_loadu_ps(km, op->pm + k)), _mm512_maskz_loadu_ps(km, op->pb + k));
                 if (op->prelu) t = _mm512_max_ps(t, zero);
@@ -317,15 +326,15 @@ static void eltwise_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int n
     if (op->tier >= BM_T_AVX512) { eltwise_avx512(op, cx, y, x0, np, vals); return; }
 #endif
     const int n = op->cout, s = op->in_shift;
+    const int64_t step = bm_chunk_step(&op->in);
     for (int i = 0; i < np; i++) {
-        const float *p = bm_real_px(cx->arena, &op->in, y >> s, (x0 + i) >> s);
+        const float *p = bm_real_at(cx->arena, &op->in, y >> s, (x0 + i) >> s, 0);
         float *v = vals + (int64_t)i * op->ldv;
+        for (int c = 0; c < n; c++) v[c] = p[(c >> 4) * step + (c & 15)];
         if (op->pm) {
-            for (int c = 0; c < n; c++) { float t = p[c] * op->pm[c]; v[c] = t + op->pb[c]; }
+            for (int c = 0; c < n; c++) { float t = v[c] * op->pm[c]; v[c] = t + op->pb[c]; }
             if (op->prelu)
                 for (int c = 0; c < n; c++) v[c] = v[c] > 0.0f ? v[c] : 0.0f;
-        } else {
-            memcpy(v, p, sizeof(float) * (size_t)n);
         }
     }
 }
@@ -336,18 +345,20 @@ static void pool_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, 
     if (op->tier >= BM_T_AVX512) { pool_avx512(op, cx, y, x0, np, vals); return; }
 #endif
     const int n = op->cout;
+    const int64_t step = bm_chunk_step(&op->in);
     for (int i = 0; i < np; i++) {
         int x = x0 + i;
-        const float *a = bm_real_px(cx->arena, &op->in, 2 * y, 2 * x);
-        const float *b = bm_real_px(cx->arena, &op->in, 2 * y, 2 * x + 1);
-        const float *c = bm_real_px(cx->arena, &op->in, 2 * y + 1, 2 * x);
-        const float *d = bm_real_px(cx->arena, &op->in, 2 * y + 1, 2 * x + 1);
+        const float *a = bm_real_at(cx->arena, &op->in, 2 * y, 2 * x, 0);
+        const float *b = bm_real_at(cx->arena, &op->in, 2 * y, 2 * x + 1, 0);
+        const float *c = bm_real_at(cx->arena, &op->in, 2 * y + 1, 2 * x, 0);
+        const float *d = bm_real_at(cx->arena, &op->in, 2 * y + 1, 2 * x + 1, 0);
         float *v = vals + (int64_t)i * op->ldv;
-        if (op->pool_avg) {
-            for (int k = 0; k < n; k++) v[k] = (((a[k] + b[k]) + c[k]) + d[k]) / 4.0f;
-        } else {
-            for (int k = 0; k < n; k++) {
-                float m = a[k] > b[k] ? a[k] : b[k], m2 = c[k] > d[k] ? c[k] : d[k];
+        for (int k = 0; k < n; k++) {
+            int64_t o = (k >> 4) * step + (k & 15);
+            if (op->pool_avg) {
+                v[k] = (((a[o] + b[o]) + c[o]) + d[o]) / 4.0f;
+            } else {
+                float m = a[o] > b[o] ? a[o] : b[o], m2 = c[o] > d[o] ? c[o] : d[o];
                 v[k] = m > m2 ? m : m2;
             }
         }

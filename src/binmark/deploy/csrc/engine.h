@@ -10,8 +10,10 @@
  * ("r" emits). This is Larq Compute Engine's output transform idea
  * (larq/compute-engine, core/bconv2d/output_transform.h) extended to several consumers.
  *
- * Tensors (bm_view): real tensors are float32 NHWC with a channel stride (so a view can be a
- * channel slice of a wider buffer); bit tensors are NHWC 32-bit words, LSB-first, bit 1 = -1,
+ * Tensors (bm_view): real tensors are float32, either NHWC with a channel stride (so a view can
+ * be a channel slice of a wider buffer) or channel-blocked [C/16][H][W][16] (blk = 16, oneDNN's
+ * nChw16c): then every channel slice of a row is a set of sequential streams, which the
+ * hardware prefetchers follow across pages where NHWC slices defeat them; bit tensors are NHWC 32-bit words, LSB-first, bit 1 = -1,
  * with a border of `pad` zero words (+1) around the image that is never written; byte tensors
  * (for AMX) are NHWC signed bytes +1/-1 with a zero border (zero padding needs no correction).
  */
@@ -40,6 +42,7 @@ typedef struct {
     int32_t pad;  /* border pixels on each side (bit tensors; 0 for real tensors) */
     int32_t cs;   /* channel stride: floats (real), 32-bit words (bits) or bytes (s8) per pixel */
     int32_t co;   /* first channel of the view (real tensors) */
+    int32_t blk;  /* real tensors: 0 = NHWC, 16 = [C/16][H][W][16] (co a multiple of 16) */
 } bm_view;
 
 typedef struct {
@@ -111,9 +114,14 @@ void bm_bconv_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, flo
 /* gemm.c: the same for a real conv; scratch is the thread's scratch after vals */
 void bm_rconv_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals, uint8_t *scratch);
 
-static inline float *bm_real_px(uint8_t *arena, const bm_view *v, int y, int x) {
-    return (float *)(arena + v->off) + ((int64_t)y * v->w + x) * v->cs + v->co;
+/* Channel c of a real view at pixel (y, x). Channels c..c+15 (c a multiple of 16) are contiguous
+ * in both layouts; chunk j (channels 16j..16j+15) is at bm_real_at(.., 0) + j * bm_chunk_step. */
+static inline float *bm_real_at(uint8_t *arena, const bm_view *v, int y, int x, int c) {
+    if (!v->blk) return (float *)(arena + v->off) + ((int64_t)y * v->w + x) * v->cs + v->co + c;
+    int ch = v->co + c;
+    return (float *)(arena + v->off) + (((int64_t)(ch >> 4) * v->h + y) * v->w + x) * 16 + (ch & 15);
 }
+static inline int64_t bm_chunk_step(const bm_view *v) { return v->blk ? (int64_t)v->h * v->w * 16 : 16; }
 static inline uint32_t *bm_bits_px(uint8_t *arena, const bm_view *v, int y, int x) {
     return (uint32_t *)(arena + v->off) + ((int64_t)(y + v->pad) * (v->w + 2 * v->pad) + x + v->pad) * v->cs;
 }

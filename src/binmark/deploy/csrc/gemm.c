@@ -57,9 +57,9 @@ static void pack_a(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, flo
                     float *d = r + (ky * kw + kx) * cin;
                     int iy = iy0 + ky, ix = ix0 + kx;
                     if (iy < 0 || iy >= op->in.h || ix < 0 || ix >= op->in.w) { memset(d, 0, sizeof(float) * (size_t)cin); continue; }
-                    const float *p = bm_real_px(cx->arena, &op->in, iy, ix);
-                    if (op->pm) for (int c = 0; c < cin; c++) d[c] = prologue(op, p[c], c);
-                    else memcpy(d, p, sizeof(float) * (size_t)cin);
+                    const float *p = bm_real_at(cx->arena, &op->in, iy, ix, 0);
+                    const int64_t step = bm_chunk_step(&op->in);
+                    for (int c = 0; c < cin; c++) d[c] = prologue(op, p[(c >> 4) * step + (c & 15)], c);
                 }
         }
         memset(r + K, 0, sizeof(float) * (size_t)(kp - K));
@@ -106,10 +106,11 @@ static void pack_a_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int 
                     float *d = r + (ky * kw + kx) * cin;
                     int iy = iy0 + ky, ix = ix0 + kx;
                     if (iy < 0 || iy >= op->in.h || ix < 0 || ix >= op->in.w) { memset(d, 0, sizeof(float) * (size_t)cin); continue; }
-                    const float *p = bm_real_px(cx->arena, &op->in, iy, ix);
+                    const float *p = bm_real_at(cx->arena, &op->in, iy, ix, 0);
+                    const int64_t step = bm_chunk_step(&op->in);
                     for (int c = 0; c < cin; c += 16) {
                         __mmask16 km = cin - c >= 16 ? 0xffff : (__mmask16)((1u << (cin - c)) - 1);
-                        __m512 t = _mm512_maskz_loadu_ps(km, p + c);
+                        __m512 t = _mm512_maskz_loadu_ps(km, p + (c >> 4) * step);
                         if (op->pm) {
                             t = _mm512_add_ps(_mm512_mul_ps(t, _mm512_maskz_loadu_ps(km, op->pm + c)), _mm512_maskz_loadu_ps(km, op->pb + c));
                             if (op->prelu) t = _mm512_max_ps(t, zero);
@@ -318,8 +319,10 @@ static void gemm_amx(const bm_op *op, const float *A, int np, float *vals, uint8
     }
 }
 
-/* Split products: 16 pixels x 32 channels per pass; tiles 0-1 C (two channel blocks), 2-4 the
- * parts of A, 5 the weight part in use. Smaller products are accumulated first. */
+/* Split products, one 16-channel block at a time for both 16-pixel halves of the tile: the
+ * weight parts of a k-step stay in tiles 5-7 while the A parts of each half (tiles 2-4) stream
+ * past them, so the weights, which live in L2, are loaded once per 32 pixels. Tiles 0-1: the two
+ * halves' accumulators. Smaller products are accumulated first. */
 static void gemm_amx_split(const bm_op *op, const float *A, int np, float *vals, uint8_t *scratch, const int order) {
     const int kp = op->kpad, kb_n = kp / 32, n16 = (op->cout + 15) / 16, rows = round16(np), parts = order + 1;
     const size_t astride = (size_t)BM_PT * kp, wstride = (size_t)n16 * kb_n * 512;
@@ -328,44 +331,38 @@ static void gemm_amx_split(const bm_op *op, const float *A, int np, float *vals,
     split_bf16(A, rows, kp, parts, Ap, astride);
     const uint16_t *W = (const uint16_t *)op->w;
     const size_t lda = (size_t)kp * 2;
-#define BM_W(j, n) (W + (j) * wstride + ((int64_t)(n) * kb_n + kb) * 512)
-    for (int r0 = 0; r0 < np; r0 += 16) {
-        const uint16_t *a = Ap + (int64_t)r0 * kp;
-        for (int n0 = 0; n0 < n16; n0 += 2) {
-            const int two = n0 + 1 < n16;
-            _tile_zero(0); _tile_zero(1);
-            for (int kb = 0; kb < kb_n; kb++) {
-                _tile_loadd(2, a + kb * 32, lda);
-                _tile_loadd(3, a + astride + kb * 32, lda);
-                if (order == 2) {
-                    _tile_loadd(4, a + 2 * astride + kb * 32, lda);
-                    for (int q = 0; q < 1 + two; q++) {
-                        _tile_loadd(5, BM_W(2, n0 + q), 64);
-                        if (q) _tile_dpbf16ps(1, 2, 5); else _tile_dpbf16ps(0, 2, 5);
-                        _tile_loadd(5, BM_W(1, n0 + q), 64);
-                        if (q) { _tile_dpbf16ps(1, 3, 5); _tile_dpbf16ps(1, 2, 5); }
-                        else { _tile_dpbf16ps(0, 3, 5); _tile_dpbf16ps(0, 2, 5); }
-                        _tile_loadd(5, BM_W(0, n0 + q), 64);
-                        if (q) { _tile_dpbf16ps(1, 4, 5); _tile_dpbf16ps(1, 3, 5); _tile_dpbf16ps(1, 2, 5); }
-                        else { _tile_dpbf16ps(0, 4, 5); _tile_dpbf16ps(0, 3, 5); _tile_dpbf16ps(0, 2, 5); }
-                    }
-                } else {
-                    for (int q = 0; q < 1 + two; q++) {
-                        _tile_loadd(5, BM_W(1, n0 + q), 64);
-                        if (q) _tile_dpbf16ps(1, 2, 5); else _tile_dpbf16ps(0, 2, 5);
-                        _tile_loadd(5, BM_W(0, n0 + q), 64);
-                        if (q) { _tile_dpbf16ps(1, 3, 5); _tile_dpbf16ps(1, 2, 5); }
-                        else { _tile_dpbf16ps(0, 3, 5); _tile_dpbf16ps(0, 2, 5); }
-                    }
+    const int two = np > 16;
+    const uint16_t *a1 = Ap + 16 * (int64_t)kp;  /* the second half's rows */
+    for (int n = 0; n < n16; n++) {
+        _tile_zero(0); _tile_zero(1);
+        for (int kb = 0; kb < kb_n; kb++) {
+            const uint16_t *w = W + ((int64_t)n * kb_n + kb) * 512;
+            const int64_t ka = kb * 32;
+            if (order == 2) {
+                _tile_loadd(5, w, 64); _tile_loadd(6, w + wstride, 64); _tile_loadd(7, w + 2 * wstride, 64);
+                _tile_loadd(2, Ap + ka, lda); _tile_loadd(3, Ap + astride + ka, lda); _tile_loadd(4, Ap + 2 * astride + ka, lda);
+                _tile_dpbf16ps(0, 4, 5); _tile_dpbf16ps(0, 3, 6); _tile_dpbf16ps(0, 2, 7);
+                _tile_dpbf16ps(0, 3, 5); _tile_dpbf16ps(0, 2, 6); _tile_dpbf16ps(0, 2, 5);
+                if (two) {
+                    _tile_loadd(2, a1 + ka, lda); _tile_loadd(3, a1 + astride + ka, lda); _tile_loadd(4, a1 + 2 * astride + ka, lda);
+                    _tile_dpbf16ps(1, 4, 5); _tile_dpbf16ps(1, 3, 6); _tile_dpbf16ps(1, 2, 7);
+                    _tile_dpbf16ps(1, 3, 5); _tile_dpbf16ps(1, 2, 6); _tile_dpbf16ps(1, 2, 5);
+                }
+            } else {
+                _tile_loadd(6, w, 64); _tile_loadd(7, w + wstride, 64);
+                _tile_loadd(2, Ap + ka, lda); _tile_loadd(3, Ap + astride + ka, lda);
+                _tile_dpbf16ps(0, 3, 6); _tile_dpbf16ps(0, 2, 7); _tile_dpbf16ps(0, 2, 6);
+                if (two) {
+                    _tile_loadd(4, a1 + ka, lda); _tile_loadd(5, a1 + astride + ka, lda);
+                    _tile_dpbf16ps(1, 5, 6); _tile_dpbf16ps(1, 4, 7); _tile_dpbf16ps(1, 4, 6);
                 }
             }
-            _tile_stored(0, cbuf, 64);
-            _tile_stored(1, cbuf + 256, 64);
-            tile_out(op, cbuf, r0, bm_min(16, np - r0), n0, vals);
-            if (two) tile_out(op, cbuf + 256, r0, bm_min(16, np - r0), n0 + 1, vals);
         }
+        _tile_stored(0, cbuf, 64);
+        _tile_stored(1, cbuf + 256, 64);
+        tile_out(op, cbuf, 0, bm_min(16, np), n, vals);
+        if (two) tile_out(op, cbuf + 256, 16, np - 16, n, vals);
     }
-#undef BM_W
 }
 #pragma GCC pop_options
 #endif /* BM_X86 */
@@ -375,8 +372,8 @@ void bm_rconv_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, flo
 #ifdef BM_X86
     if (op->tier == BM_T_AVX512) {
         if (op->in_image && op->tap_off) { rconv_image_avx512(op, cx, y, x0, np, vals, A, op->tap_off); return; }
-        if (op->kh == 1 && op->kw == 1 && !op->pm && op->sh == 1 && op->sw == 1 && !op->in_image) {
-            gemm_avx512(op, bm_real_px(cx->arena, &op->in, y, x0), op->in.cs, np, vals);
+        if (op->kh == 1 && op->kw == 1 && !op->pm && op->sh == 1 && op->sw == 1 && !op->in_image && !op->in.blk) {
+            gemm_avx512(op, bm_real_at(cx->arena, &op->in, y, x0, 0), op->in.cs, np, vals);
             return;
         }
     }
