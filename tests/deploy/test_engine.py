@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from binmark.deploy import load, native, pack
-from binmark.deploy.engine import Config, Engine, amx_available, available
+from binmark.deploy.engine import Config, Engine, amx_available, available, real_parts
 from binmark.deploy.exact import dyadic, dyadic_input
 from binmark.deploy.plan import Unsupported, build_plan
 from binmark.models import build
@@ -173,20 +173,30 @@ def _sparse_ints(shape: tuple[int, ...], per_row: int, signed: bool, g: torch.Ge
 
 
 @pytest.mark.skipif(not amx_available(), reason="this CPU has no AMX tiles")
-def test_amx_bf16_real_convs_are_exact_on_bf16_values() -> None:
+@pytest.mark.parametrize("real", ["amx_bf16", "amx_split"])
+@pytest.mark.parametrize("emitted", [False, True], ids=["packed", "emitted"])
+def test_amx_real_convs_are_exact_on_bf16_values(real: str, emitted: bool) -> None:
     """The AMX kernels compute what float32 computes when every conv input and weight is a
     bfloat16 value (small integers) and the sums are exact: a 7×7 stride-2 conv from the image,
-    1×1s on NHWC tensors, channel counts not multiples of 16 or 32, rows longer than a tile."""
+    1×1s reading a packed panel or the bf16 parts their producer emitted (with the BN prologue
+    applied there), channel counts not multiples of 16 or 32, rows longer than a tile."""
     g = torch.Generator().manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 48, 7, 2, 3), nn.ReLU(), nn.Conv2d(48, 40, 1), nn.Conv2d(40, 20, 1)).eval()
+    bn = nn.BatchNorm2d(40).eval()
+    with torch.no_grad():  # an integer-valued BN: x - 1, then a ReLU
+        bn.running_mean.fill_(1.0)
+        bn.running_var.fill_(1.0)
+        bn.eps = 0.0
+    net = nn.Sequential(nn.Conv2d(3, 48, 7, 2, 3), nn.ReLU(), nn.Conv2d(48, 40, 1), bn, nn.ReLU(), nn.Conv2d(40, 20, 1)).eval()
     with torch.no_grad():
-        for conv, per_row, signed in ((net[0], 12, True), (net[2], 4, False), (net[3], 4, True)):
+        for conv, per_row, signed in ((net[0], 12, True), (net[2], 4, False), (net[5], 4, True)):
             conv.weight.copy_(_sparse_ints(tuple(conv.weight.shape), per_row, signed, g))
             conv.bias.copy_(torch.randint(-2, 3, conv.bias.shape, generator=g).float())
     x = torch.randint(-3, 4, (2, 3, 70, 86), generator=g).float()
-    plan = build_plan(net, 70, 86)
-    exact = Engine(plan, Config("avx512_vpopcnt", "fp32"))(x, 2)
-    amx = Engine(plan, Config("avx512_vpopcnt", "amx_bf16"))(x, 2)
+    exact = Engine(build_plan(net, 70, 86), Config("avx512_vpopcnt", "fp32"))(x, 2)
+    config = Config("avx512_vpopcnt", real)
+    plan = build_plan(net, 70, 86, real_parts=real_parts(config) if emitted else None)
+    assert [op.in_parts > 0 for op in plan.ops if op.kind == "rconv"] == [False, emitted, emitted]
+    amx = Engine(plan, config)(x, 2)
     assert float(exact[0].abs().max()) > 50  # the test's values are not trivially small
     torch.testing.assert_close(amx, exact, rtol=0, atol=0)
     with torch.no_grad():

@@ -45,6 +45,7 @@ __all__ = [
     "binary_choices",
     "binary_format",
     "clock_ghz",
+    "real_parts",
     "config_for",
 ]
 
@@ -55,7 +56,7 @@ _ABI = 1
 _PT = 32  # BM_PT: pixels per work item
 _T_AMX = {"amx_bf16": 3, "amx_split": 4}  # amx_split: 4 (3 products), 5 (6) where it feeds a sign
 _T_AMX_BINARY = 3
-_FMT = {"bits": 0, "s8": 1}
+_FMT = {"bits": 0, "s8": 1, "bf16": 2}
 _OPS = {"bconv": 1, "rconv": 2, "pool": 3, "eltwise": 4}
 
 _i32, _i64, _p = ctypes.c_int32, ctypes.c_int64, ctypes.c_void_p
@@ -66,14 +67,17 @@ class _View(ctypes.Structure):
 
 
 class _Emit(ctypes.Structure):
-    _fields_ = [("dst", _View), ("fmt", _i32), ("src", _i32), ("n", _i32), ("bit0", _i32), ("mul", _p), ("thr", _p)]
+    _fields_ = [
+        ("dst", _View), ("fmt", _i32), ("src", _i32), ("n", _i32), ("bit0", _i32), ("mul", _p), ("thr", _p),
+        ("parts", _i32), ("pm", _p), ("pb", _p), ("prelu", _i32),
+    ]  # fmt: skip
 
 
 class _Op(ctypes.Structure):
     _fields_ = [
         ("kind", _i32), ("tier", _i32), ("oh", _i32), ("ow", _i32), ("cin", _i32), ("cout", _i32), ("ldv", _i32),
         ("kh", _i32), ("kw", _i32), ("sh", _i32), ("sw", _i32), ("ph", _i32), ("pw", _i32),
-        ("inp", _View), ("in_image", _i32), ("in_shift", _i32), ("pool_avg", _i32), ("w", _p), ("kpad", _i32), ("tap_off", _p),
+        ("inp", _View), ("in_image", _i32), ("in_shift", _i32), ("pool_avg", _i32), ("w", _p), ("kpad", _i32), ("tap_off", _p), ("in_parts", _i32),
         ("cls_y", _p), ("cls_x", _p), ("ncls_x", _i32), ("corr", _p), ("kvalid", _p), ("m", _p), ("b", _p),
         ("pm", _p), ("pb", _p), ("prelu", _i32), ("relu", _i32), ("has_res", _i32), ("res", _View),
         ("res_shift", _i32), ("has_out", _i32), ("out", _View), ("out_index", _i32), ("ny", _i32), ("nr", _i32),
@@ -147,6 +151,17 @@ def binary_choices() -> dict[tuple[int, ...], dict[str, Any]]:
     sh, sw, ph, pw, H, W) → seconds per run of each kernel (one thread) and the winner."""
     with _TIME_LOCK:
         return {k: {**v, "chosen": min(v, key=v.__getitem__)} for k, v in _TIMES.items()}
+
+
+def real_parts(config: Config | None) -> Callable[[Any, bool], int]:
+    """For ``build_plan``: how many bfloat16 parts of its input a 1×1 real conv reads under
+    ``config`` (emitted by the producers, so the conv packs nothing): the split's parts on AMX
+    (3 where a binary conv is downstream, 2 elsewhere; 1 for plain bf16), 0 for float32."""
+    if config is None or config.real not in _T_AMX:
+        return lambda conv, feeds: 0
+    if config.real == "amx_bf16":
+        return lambda conv, feeds: 1
+    return lambda conv, feeds: 3 if feeds else 2
 
 
 def binary_format(config: Config | None) -> Callable[[Any, int, int], str]:
@@ -266,7 +281,8 @@ class _Compiler:
             return None
         arr = (_Emit * len(emits))()
         for i, e in enumerate(emits):
-            arr[i] = _Emit(self.view(View(e.dst), e.n), _FMT[e.dst.fmt], e.src, e.n, e.bit0, self.ptr(_f32(e.mul)), self.ptr(_f32(e.thr)))
+            arr[i] = _Emit(self.view(View(e.dst), e.n), _FMT[e.dst.fmt], e.src, e.n, e.bit0, self.ptr(_f32(e.mul)), self.ptr(_f32(e.thr)),
+                           e.dst.parts, self.ptr(_f32(e.pm)), self.ptr(_f32(e.pb)), int(e.prelu))  # fmt: skip
         self.keep.append(arr)
         return ctypes.addressof(arr)
 
@@ -300,8 +316,9 @@ class _Compiler:
             real = self.config.real
             o.tier = _T_AMX.get(real, o.tier) + (real == "amx_split" and op.feeds_binary)
             parts = {3: 1, 4: 2, 5: 3}.get(o.tier, 1)
+            assert not op.in_parts or op.in_parts == parts, (op.name, op.in_parts, parts)
             w, o.kpad = _rconv_weights(m, op.inp is None, real, parts)
-            o.w, o.in_image = self.ptr(w), int(op.inp is None)
+            o.w, o.in_image, o.in_parts = self.ptr(w), int(op.inp is None), op.in_parts
             if op.inp is None:  # image offset of tap (c, ky, kx): the direct path reads the image
                 _, h, w_ = self.image_shape
                 c_, ky, kx = np.meshgrid(np.arange(m.in_channels), np.arange(o.kh), np.arange(o.kw), indexing="ij")

@@ -136,7 +136,7 @@ class PackedModel(nn.Module):
         with self._lock:
             if key not in self._plans:
                 try:
-                    self._plans[key] = build_plan(self.net, int(height), int(width), engine.binary_format(config))
+                    self._plans[key] = build_plan(self.net, int(height), int(width), engine.binary_format(config), engine.real_parts(config))
                 except Unsupported as exc:
                     self._plans[key] = str(exc)
             found = self._plans[key]

@@ -59,12 +59,14 @@ class Unsupported(ValueError):
 #: which the kernel's last tiles read and drop)
 BINARY_FORMATS = ("bits", "s8")
 _S8_SLACK = 64
+_BF16_SLACK = 32  # BM_BF16_SLACK in csrc/engine.h
 
 
 @dataclass(eq=False)
 class Buffer:
-    """A per-image buffer: float32 NHWC (``fmt="real"``), or a tensor a binary conv reads (``"bits"``:
-    32-bit words; ``"s8"``: bytes) with a zero border of ``pad`` pixels."""
+    """A per-image buffer: float32 NHWC (``fmt="real"``), a tensor a binary conv reads (``"bits"``:
+    32-bit words; ``"s8"``: bytes) with a zero border of ``pad`` pixels, or the bfloat16 parts a
+    1×1 real conv on AMX reads (``"bf16"``: ``parts`` copies of [H·W + slack][C padded to 32])."""
 
     c: int
     h: int
@@ -73,22 +75,25 @@ class Buffer:
     pad: int = 0
     offset: int = -1
     block: int = 0  # real buffers: 16 = channel-blocked [C/16][H][W][16], 0 = NHWC
+    parts: int = 0  # bf16 buffers
 
     @property
     def bits(self) -> bool:
-        """Whether this is a binary conv's input (bits or bytes), never reused."""
-        return self.fmt != "real"
+        """Whether this is a binary conv's input (bits or bytes): zero borders, never reused."""
+        return self.fmt in BINARY_FORMATS
 
     @property
     def stride(self) -> int:
-        """Channel stride: floats, words or bytes per pixel."""
-        return {"real": self.c, "bits": (self.c + 31) // 32, "s8": (self.c + 63) // 64 * 64}[self.fmt]
+        """Channel stride: floats, words, bytes or bf16 elements per pixel."""
+        return {"real": self.c, "bits": (self.c + 31) // 32, "s8": (self.c + 63) // 64 * 64, "bf16": (self.c + 31) // 32 * 32}[self.fmt]
 
     @property
     def nbytes(self) -> int:
         pixels = (self.h + 2 * self.pad) * (self.w + 2 * self.pad)
         if self.fmt == "s8":
             return (pixels + _S8_SLACK) * self.stride
+        if self.fmt == "bf16":
+            return self.parts * (pixels + _BF16_SLACK) * self.stride * 2
         return pixels * self.stride * 4
 
 
@@ -102,15 +107,19 @@ class View:
 
 @dataclass(eq=False)
 class Emit:
-    """Bits of channels [src, src + n) of an op's output written to channels [bit0, bit0 + n) of
-    ``dst``: bit = mul·v < thr."""
+    """Channels [src, src + n) of an op's output written to channels [bit0, bit0 + n) of ``dst``:
+    as bits or bytes, bit = mul·v < thr; as bfloat16 parts, of relu?(v·pm + pb) (the reader's
+    prologue, if any)."""
 
     dst: Buffer
     src: int
     n: int
     bit0: int
-    mul: np.ndarray
-    thr: np.ndarray
+    mul: np.ndarray | None = None
+    thr: np.ndarray | None = None
+    pm: np.ndarray | None = None
+    pb: np.ndarray | None = None
+    prelu: bool = False
 
 
 @dataclass(eq=False)
@@ -138,6 +147,7 @@ class Op:
     er: list[Emit] = field(default_factory=list)
     bconv: Any = None  # (cls_y, cls_x, corr, kvalid) for binary convs
     feeds_binary: bool = False  # a binary conv reads (through any ops) what this op writes
+    in_parts: int = 0  # real convs reading a bf16 parts tensor (their prologue done by its producers)
 
 
 @dataclass
@@ -171,6 +181,7 @@ class _Node:
     prelu: bool = False
     avg: bool = False
     in_shift: int = 0
+    in_parts: int = 0  # rconv: reads bf16 parts of its input (see _Builder.choose_real_inputs)
     parent: tuple[_Node, int] | None = None  # written as channels [off, ...) of another value
     res: tuple[_Node, int] | None = None  # add: the residual operand and its upsampling shift
     inplace: _Node | None = None  # add/eltwise: reuse this value's buffer
@@ -447,12 +458,21 @@ def _pad_needed(conv: nn.Module, h: int, w: int) -> int:
     return max(ph, pw, (ho - 1) * sh - ph + kh - h, (wo - 1) * sw - pw + kw - w, 0)
 
 
-def build_plan(net: nn.Module, height: int, width: int, binary_format: Callable[[PackedBinaryConv2d, int, int], str] | None = None) -> Plan:
+def build_plan(
+    net: nn.Module,
+    height: int,
+    width: int,
+    binary_format: Callable[[PackedBinaryConv2d, int, int], str] | None = None,
+    real_parts: Callable[[nn.Conv2d, bool], int] | None = None,
+) -> Plan:
     """Lower a packed network (``PackedModel.net``, eval mode) for (height, width) input images.
 
     Args:
         binary_format: for each binary conv and its input size (h, w), the input format its kernel
             reads (:data:`BINARY_FORMATS`); default "bits" for every one.
+        real_parts: for each 1×1 stride-1 real conv (and whether a binary conv is downstream of
+            it), the number of bfloat16 parts of its input its AMX kernel reads straight from a
+            tensor its producers emit, or 0 to pack its input itself (default 0 for every one).
 
     Raises:
         Unsupported: the network contains a part the fused engine cannot run.
@@ -463,15 +483,17 @@ def build_plan(net: nn.Module, height: int, width: int, binary_format: Callable[
     nodes = [n for n in nodes if not n.dead]
     _realise_cat_add(nodes)
     nodes = [n for n in nodes if not n.dead]
-    return _Builder(nodes, outputs, binary_format).plan(height, width)
+    return _Builder(nodes, outputs, binary_format, real_parts).plan(height, width)
 
 
 class _Builder:
     """Ops, bit tensors, schedule and buffer offsets from the realised graph."""
 
-    def __init__(self, nodes: list[_Node], outputs: list[_Node], binary_format: Callable[..., str] | None) -> None:
+    def __init__(self, nodes: list[_Node], outputs: list[_Node], binary_format: Callable[..., str] | None,
+                 real_parts: Callable[..., int] | None) -> None:  # fmt: skip
         self.nodes, self.outputs = nodes, outputs
         self.binary_format = binary_format or (lambda conv, h, w: "bits")
+        self.real_parts = real_parts or (lambda conv, feeds: 0)
         self.op_of: dict[int, Op] = {}
         self.own: dict[int, Buffer] = {}
         self.bits: dict[tuple[Any, ...], Buffer] = {}
@@ -506,8 +528,16 @@ class _Builder:
         return View(self.own[id(r)], self.offset(n))
 
     def needs_real(self, n: _Node) -> bool:
-        """Whether anything reads the real value ``n`` is part of (not only bits)."""
-        return any(u.kind != "bconv" for u in self.root(n).users)
+        """Whether anything reads the float32 value ``n`` is part of (not only bits or bf16 parts)."""
+        return any(u.kind != "bconv" and not u.in_parts for u in self.root(n).users)
+
+    def choose_real_inputs(self) -> None:
+        """Real 1×1 stride-1 convs whose kernel reads bf16 parts emitted by their input's producers."""
+        for n in self.nodes:
+            m = n.module
+            if n.kind != "rconv" or n.args[0].kind == "image" or _pair(m.kernel_size) != (1, 1) or _pair(m.stride) != (1, 1):
+                continue
+            n.in_parts = int(self.real_parts(m, self.feeds_binary(n)))
 
     def residual(self, n: _Node) -> tuple[_Node | None, View | None, int]:
         """(value, view, shift) of the residual added to a conv's slice by the addition it is
@@ -554,7 +584,10 @@ class _Builder:
             op = Op(n.kind, n.name, n.shape, module=n.module, m=n.m, b=n.b, relu=n.relu, pm=n.pm, pb=n.pb,
                     prelu=n.prelu, avg=n.avg, in_shift=n.in_shift)  # fmt: skip
             reads: list[_Node] = []
-            if n.kind in ("rconv", "pool", "eltwise") and n.args[0].kind != "image":
+            if n.in_parts:  # the input (bf16 parts, prologue applied) is set by make_emitted
+                op.pm = op.pb = None
+                op.prelu, op.in_parts = False, n.in_parts
+            elif n.kind in ("rconv", "pool", "eltwise") and n.args[0].kind != "image":
                 op.inp = self.loc(n.args[0])
                 reads.append(n.args[0])
             elif n.kind != "bconv" and n.kind != "rconv":
@@ -581,6 +614,35 @@ class _Builder:
                 self.reads[id(copy)] = [o]
                 self.ops.append(copy)
 
+    def emit_from(self, v: _Node, buf: Buffer, make: Callable[[int, int], Emit]) -> None:
+        """Emits of ``buf`` from every writer of value ``v`` (``make(offset, channels)``): before
+        the residual for a value inside a block (a conv output or a concatenation), after it
+        otherwise."""
+        if v.kind == "image":
+            raise Unsupported(f"{v.name}: the input image read by a conv that needs its producer to emit its input")
+        stage = "y" if v.kind == "cat" or (v.kind in ("rconv", "bconv") and v.parent is not None) else "r"
+        base = self.offset(v)
+        for leaf in self.leaves(v):
+            op = self.op_of[id(leaf)]
+            off = self.offset(leaf) - base if leaf is not v else 0
+            (op.ey if stage == "y" else op.er).append(make(off, op.out_shape[0]))
+            self.emitters.setdefault(id(buf), []).append(op)
+
+    def make_parts(self) -> None:
+        """A bf16 parts tensor per (value, parts, prologue) read by real convs, emitted likewise."""
+        for n in self.nodes:
+            if not n.in_parts:
+                continue
+            v = n.args[0]
+            c, h, w = v.shape
+            key = (id(v), "bf16", n.in_parts, None if n.pm is None else (n.pm.tobytes(), n.pb.tobytes(), n.prelu))
+            if key not in self.bits:
+                buf = self.bits[key] = Buffer(c, h, w, "bf16", parts=n.in_parts)
+                pm, pb = (None, None) if n.pm is None else (n.pm, n.pb)
+                self.emit_from(v, buf, lambda off, k, buf=buf, pm=pm, pb=pb: Emit(
+                    buf, 0, k, off, pm=None if pm is None else pm[off : off + k], pb=None if pb is None else pb[off : off + k], prelu=n.prelu))  # fmt: skip
+            self.op_of[id(n)].inp = View(self.bits[key])
+
     def make_bits(self) -> None:
         """A bit tensor per (value, thresholds) read by binary convs, emitted by the value's writers."""
         for n in self.nodes:
@@ -598,16 +660,7 @@ class _Builder:
             key = (id(v), mul.tobytes(), thr.tobytes(), fmt)
             if key not in self.bits:
                 buf = self.bits[key] = Buffer(c, h, w, fmt)
-                # bits of v before a residual is added (v is a conv output or a concatenation inside
-                # a block), or of the final value (anything else)
-                stage = "y" if v.kind == "cat" or (v.kind in ("rconv", "bconv") and v.parent is not None) else "r"
-                base = self.offset(v)
-                for leaf in self.leaves(v):
-                    op = self.op_of[id(leaf)]
-                    off = self.offset(leaf) - base if leaf is not v else 0
-                    k = op.out_shape[0]
-                    (op.ey if stage == "y" else op.er).append(Emit(buf, 0, k, off, mul[off : off + k], thr[off : off + k]))
-                    self.emitters.setdefault(id(buf), []).append(op)
+                self.emit_from(v, buf, lambda off, k, buf=buf, mul=mul, thr=thr: Emit(buf, 0, k, off, mul[off : off + k], thr[off : off + k]))
             buf = self.bits[key]
             buf.pad = max(buf.pad, _pad_needed(conv, h, w))
             op = self.op_of[id(n)]
@@ -623,8 +676,8 @@ class _Builder:
         deps: list[set[int]] = []
         for op in self.ops:
             d = {pos[id(self.op_of[id(leaf)])] for v in self.reads[id(op)] for leaf in self.leaves(v) if id(leaf) in self.op_of}
-            if op.kind == "bconv":
-                d |= {pos[id(e)] for e in self.emitters[id(op.inp.buf)]}  # type: ignore[union-attr]
+            if op.inp is not None and id(op.inp.buf) in self.emitters:  # bits, bytes or bf16 parts
+                d |= {pos[id(e)] for e in self.emitters[id(op.inp.buf)]}
             d.discard(pos[id(op)])
             deps.append(d)
         order: list[int] = []
@@ -648,7 +701,7 @@ class _Builder:
         bufs: dict[int, Buffer] = {}
         for i, op in enumerate(self.ops):
             for buf in self.touched(op):
-                if not buf.bits:
+                if not buf.bits:  # float32 and bf16 buffers; bit tensors keep their zero borders
                     bufs[id(buf)] = buf
                     span = life.setdefault(id(buf), [i, i])
                     span[1] = i
@@ -666,8 +719,9 @@ class _Builder:
             placed.append((off, off + size, first, last))
             top = max(top, off + size)
         for buf in self.bits.values():
-            buf.offset = top
-            top += _aligned(buf.nbytes)
+            if buf.bits:
+                buf.offset = top
+                top += _aligned(buf.nbytes)
         return top
 
     def layouts(self) -> None:
@@ -678,7 +732,7 @@ class _Builder:
             width = {"inp": op.module.in_channels if op.kind == "rconv" else op.out_shape[0], "res": op.out_shape[0], "out": op.out_shape[0]}
             for name in ("inp", "res", "out"):
                 v = getattr(op, name)
-                if v is not None and not v.buf.bits:
+                if v is not None and v.buf.fmt == "real":
                     bufs[id(v.buf)] = v.buf
                     views.setdefault(id(v.buf), []).append((v.co, width[name]))
         for key, buf in bufs.items():
@@ -686,7 +740,9 @@ class _Builder:
                 buf.block = 16
 
     def plan(self, height: int, width: int) -> Plan:
+        self.choose_real_inputs()
         self.make_ops()
+        self.make_parts()
         self.make_bits()
         self.layouts()
         self.schedule()

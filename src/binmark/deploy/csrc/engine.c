@@ -129,11 +129,50 @@ static cmp_fn cmp_for(int tier) {
     return cmp_bits_portable;
 }
 
+/* bfloat16 of a float, round to nearest even (NaN aside: the values here are finite). */
+static inline uint16_t bf16_rne(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* Element pointer of pixel (y, x) in part 0 of a bf16 parts tensor. */
+static inline uint16_t *bf16_px(uint8_t *arena, const bm_view *v, int y, int x) {
+    return (uint16_t *)(arena + v->off) + ((int64_t)y * v->w + x) * v->cs;
+}
+
 /* Write the bits of one pixel's channels [src, src + n) at destination channels [bit0, bit0 + n);
  * words shared with other channels are read, modified and written (other ops own those bits).
- * Byte tensors get -1 where the bit is 1, +1 elsewhere. */
+ * Byte tensors get -1 where the bit is 1, +1 elsewhere. bf16 tensors get the reader's prologue
+ * applied and the value split into parts (truncated top halves, the last part rounded). */
 static void emit(const bm_emit *e, const float *v, uint8_t *arena, int y, int x, cmp_fn cmp) {
     const float *s = v + e->src;
+    if (e->fmt == BM_FMT_BF16) {
+        uint16_t *d = bf16_px(arena, &e->dst, y, x) + e->bit0;
+        int64_t ps = bm_bf16_part_stride(&e->dst);
+        for (int j = 0; j < e->n; j++) {
+            float t = s[j];
+            if (e->pm) {
+                t = t * e->pm[j];
+                t = t + e->pb[j];
+                if (e->prelu && !(t > 0.0f)) t = 0.0f;
+            }
+            for (int p = 0; p < e->parts; p++) {
+                if (p + 1 < e->parts) {
+                    uint32_t u;
+                    memcpy(&u, &t, 4);
+                    u &= 0xffff0000u;
+                    float h;
+                    memcpy(&h, &u, 4);
+                    d[p * ps + j] = (uint16_t)(u >> 16);
+                    t = t - h;
+                } else {
+                    d[p * ps + j] = bf16_rne(t);
+                }
+            }
+        }
+        return;
+    }
     if (e->fmt == BM_FMT_S8) {
         int8_t *b = bm_s8_px(arena, &e->dst, y, x) + e->bit0;
         for (int j = 0; j < e->n; j++) b[j] = e->mul[j] * s[j] < e->thr[j] ? -1 : 1;
@@ -208,10 +247,33 @@ static int emits_fast(const bm_op *op) {
     return 1;
 }
 
-/* The destination of a fast emit for pixel (y, x): half-words (bits) or bytes. */
+
+/* The destination of a fast emit for pixel (y, x): half-words (bits), bytes or bf16 elements. */
 static inline void *emit_dst(const bm_emit *e, uint8_t *arena, int y, int x) {
     if (e->fmt == BM_FMT_S8) return bm_s8_px(arena, &e->dst, y, x) + e->bit0;
+    if (e->fmt == BM_FMT_BF16) return bf16_px(arena, &e->dst, y, x) + e->bit0;
     return (uint16_t *)bm_bits_px(arena, &e->dst, y, x) + e->bit0 / 16;
+}
+
+/* 16 channels (lanes k) of a bf16 emit: the reader's prologue, then the parts. Integer
+ * arithmetic for the conversion, so that no BF16 instructions are needed here. */
+static inline void store_bf16(const bm_emit *e, uint16_t *d, int c, __m512 t, __mmask16 k) {
+    const __m512i top = _mm512_set1_epi32((int)0xffff0000u), one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7fff);
+    if (e->pm) {
+        t = _mm512_add_ps(_mm512_mul_ps(t, _mm512_maskz_loadu_ps(k, e->pm + 16 * c)), _mm512_maskz_loadu_ps(k, e->pb + 16 * c));
+        if (e->prelu) t = _mm512_max_ps(t, _mm512_setzero_ps());
+    }
+    int64_t ps = bm_bf16_part_stride(&e->dst);
+    for (int p = 0; p < e->parts; p++) {
+        __m512i u = _mm512_castps_si512(t), h;
+        if (p + 1 < e->parts) {
+            h = _mm512_and_si512(u, top);
+            t = _mm512_sub_ps(t, _mm512_castsi512_ps(h));
+        } else {
+            h = _mm512_add_epi32(u, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
+        }
+        _mm256_mask_storeu_epi16(d + p * ps + 16 * c, k, _mm512_cvtepi32_epi16(_mm512_srli_epi32(h, 16)));
+    }
 }
 
 /* Store 16 channels' compare mask m (lanes k valid) at chunk c of a fast emit's destination. */
@@ -223,6 +285,13 @@ static inline void store_emit(const bm_emit *e, void *d, int c, __mmask16 m, __m
         uint16_t *h = (uint16_t *)d + c;
         *h = k == 0xffff ? (uint16_t)m : (uint16_t)((*h & ~k) | (m & k));
     }
+}
+
+/* One 16-channel chunk of a fast emit. */
+static inline void fast_emit(const bm_emit *e, void *d, int c, __m512 t, __mmask16 km) {
+    if (e->fmt == BM_FMT_BF16) { store_bf16(e, (uint16_t *)d, c, t, km); return; }
+    __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(km, e->mul + 16 * c), t);
+    store_emit(e, d, c, _mm512_mask_cmp_ps_mask(km, p, _mm512_maskz_loadu_ps(km, e->thr + 16 * c), _CMP_LT_OQ), km);
 }
 
 /* The epilogue with every step in registers, 16 channels at a time. */
@@ -245,19 +314,11 @@ static void finish_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int 
             __mmask16 km = c == nch - 1 ? tail : 0xffff;
             __m512 t = _mm512_maskz_loadu_ps(km, v + 16 * c);
             if (op->relu) t = _mm512_max_ps(t, zero);
-            for (int k = 0; k < ny; k++) {
-                const bm_emit *e = &op->ey[k];
-                __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(km, e->mul + 16 * c), t);
-                store_emit(e, dy[k], c, _mm512_mask_cmp_ps_mask(km, p, _mm512_maskz_loadu_ps(km, e->thr + 16 * c), _CMP_LT_OQ), km);
-            }
+            for (int k = 0; k < ny; k++) fast_emit(&op->ey[k], dy[k], c, t, km);
             if (r) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(km, r + c * rstep));
             if (o) _mm512_mask_storeu_ps(o + c * ostep, km, t);
             if (op->out_index >= 0) _mm512_mask_storeu_ps(v + 16 * c, km, t);
-            for (int k = 0; k < nr; k++) {
-                const bm_emit *e = &op->er[k];
-                __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(km, e->mul + 16 * c), t);
-                store_emit(e, dr[k], c, _mm512_mask_cmp_ps_mask(km, p, _mm512_maskz_loadu_ps(km, e->thr + 16 * c), _CMP_LT_OQ), km);
-            }
+            for (int k = 0; k < nr; k++) fast_emit(&op->er[k], dr[k], c, t, km);
         }
     }
     write_nchw(op, cx, y, x0, np, vals);

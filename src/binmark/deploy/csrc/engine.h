@@ -31,7 +31,10 @@ enum { BM_OP_BCONV = 1, BM_OP_RCONV = 2, BM_OP_POOL = 3, BM_OP_ELTWISE = 4 };
 enum { BM_T_PORTABLE = 0, BM_T_AVX2 = 1, BM_T_AVX512 = 2, BM_T_AMX = 3, BM_T_AMX3 = 4, BM_T_AMX6 = 5 };
 /* Formats of the tensors binary convs read: bits (32-bit words, bit 1 = -1) for the popcount
  * kernels, one signed byte per channel (+1/-1, channels padded to 64) for the AMX kernel. */
-enum { BM_FMT_BITS = 0, BM_FMT_S8 = 1 };
+enum { BM_FMT_BITS = 0, BM_FMT_S8 = 1, BM_FMT_BF16 = 2 };
+/* bfloat16 parts tensors (what a 1x1 real conv on AMX reads): `parts` copies of [H*W + slack][cs]
+ * bf16, part p the top bits of what parts 0..p-1 left (the last part rounded): see gemm.c. */
+#define BM_BF16_SLACK 32
 
 /* Pixel tile of one work item: up to BM_PT consecutive pixels of one output row. */
 #define BM_PT 32
@@ -46,12 +49,15 @@ typedef struct {
 } bm_view;
 
 typedef struct {
-    bm_view dst;             /* bit or byte tensor written */
-    int32_t fmt;             /* BM_FMT_BITS or BM_FMT_S8 */
+    bm_view dst;             /* bit, byte or bf16 tensor written */
+    int32_t fmt;             /* BM_FMT_BITS, BM_FMT_S8 or BM_FMT_BF16 */
     int32_t src;             /* first channel of the op's output this emit reads */
     int32_t n;               /* channels */
-    int32_t bit0;            /* first destination channel (bit) */
-    const float *mul, *thr;  /* (n,): bit = mul * v < thr (mul is +1, -1, or 0 for constants) */
+    int32_t bit0;            /* first destination channel (bit, byte or element) */
+    const float *mul, *thr;  /* bits and bytes, (n,): bit = mul * v < thr (mul is +1, -1, or 0 for constants) */
+    int32_t parts;           /* bf16: number of parts */
+    const float *pm, *pb;    /* bf16: the reader's prologue v * pm + pb per channel, or NULL */
+    int32_t prelu;           /* bf16: ... then a ReLU */
 } bm_emit;
 
 typedef struct {
@@ -65,6 +71,7 @@ typedef struct {
     const void *w;                  /* packed weights (layout by kind and tier, see engine.py) */
     int32_t kpad;                   /* RCONV: reduction length padded for the kernel */
     const int32_t *tap_off;         /* RCONV of the image: offset of tap (c, ky, kx) in the NCHW image */
+    int32_t in_parts;               /* RCONV: `in` is a bf16 parts tensor with this many parts (AMX, 1x1) */
     const int16_t *cls_y, *cls_x;   /* BCONV: border class of each output row / column */
     int32_t ncls_x;
     const int32_t *corr;            /* BCONV: [class][ldv] mismatches added by padded taps */
@@ -128,6 +135,7 @@ static inline uint32_t *bm_bits_px(uint8_t *arena, const bm_view *v, int y, int 
 static inline int8_t *bm_s8_px(uint8_t *arena, const bm_view *v, int y, int x) {
     return (int8_t *)(arena + v->off) + ((int64_t)(y + v->pad) * (v->w + 2 * v->pad) + x + v->pad) * v->cs;
 }
+static inline int64_t bm_bf16_part_stride(const bm_view *v) { return ((int64_t)v->h * v->w + BM_BF16_SLACK) * v->cs; }
 static inline int bm_min(int a, int b) { return a < b ? a : b; }
 static inline int bm_max(int a, int b) { return a > b ? a : b; }
 

@@ -287,15 +287,13 @@ static inline void tile_out(const bm_op *op, const float *cbuf, int r0, int nrow
         _mm512_storeu_ps(vals + (int64_t)(r0 + i) * op->ldv + 16 * n, _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(cbuf + 16 * i), mv), bv));
 }
 
-/* Plain bf16: 32 pixels x 32 channels per pass, 2 A x 2 B tiles. */
-static void gemm_amx(const bm_op *op, const float *A, int np, float *vals, uint8_t *scratch) {
-    const int kp = op->kpad, kb_n = kp / 32, n16 = (op->cout + 15) / 16, rows = round16(np);
-    uint16_t *A16 = (uint16_t *)scratch;
-    float *cbuf = (float *)(scratch + (size_t)BM_PT * kp * 6);
-    split_bf16(A, rows, kp, 1, A16, 0);
+/* Plain bf16: 32 pixels x 32 channels per pass, 2 A x 2 B tiles. A16: np rows of bf16 with row
+ * stride ld elements (a packed panel, or a bf16 tensor a producer emitted). */
+static void gemm_amx(const bm_op *op, const uint16_t *A16, size_t ld, int np, float *vals, float *cbuf) {
+    const int kp = op->kpad, kb_n = kp / 32, n16 = (op->cout + 15) / 16;
     const uint16_t *W = (const uint16_t *)op->w;
     const int two_rows = np > 16;
-    const size_t lda = (size_t)kp * 2;
+    const size_t lda = ld * 2;
     for (int n0 = 0; n0 < n16; n0 += 2) {
         const int two = n0 + 1 < n16;
         _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
@@ -303,7 +301,7 @@ static void gemm_amx(const bm_op *op, const float *A, int np, float *vals, uint8
             _tile_loadd(4, A16 + kb * 32, lda);
             _tile_loadd(6, W + ((int64_t)n0 * kb_n + kb) * 512, 64);
             _tile_dpbf16ps(0, 4, 6);
-            if (two_rows) { _tile_loadd(5, A16 + 16 * (int64_t)kp + kb * 32, lda); _tile_dpbf16ps(1, 5, 6); }
+            if (two_rows) { _tile_loadd(5, A16 + 16 * ld + kb * 32, lda); _tile_dpbf16ps(1, 5, 6); }
             if (two) {
                 _tile_loadd(7, W + ((int64_t)(n0 + 1) * kb_n + kb) * 512, 64);
                 _tile_dpbf16ps(2, 4, 7);
@@ -322,17 +320,16 @@ static void gemm_amx(const bm_op *op, const float *A, int np, float *vals, uint8
 /* Split products, one 16-channel block at a time for both 16-pixel halves of the tile: the
  * weight parts of a k-step stay in tiles 5-7 while the A parts of each half (tiles 2-4) stream
  * past them, so the weights, which live in L2, are loaded once per 32 pixels. Tiles 0-1: the two
- * halves' accumulators. Smaller products are accumulated first. */
-static void gemm_amx_split(const bm_op *op, const float *A, int np, float *vals, uint8_t *scratch, const int order) {
-    const int kp = op->kpad, kb_n = kp / 32, n16 = (op->cout + 15) / 16, rows = round16(np), parts = order + 1;
-    const size_t astride = (size_t)BM_PT * kp, wstride = (size_t)n16 * kb_n * 512;
-    uint16_t *Ap = (uint16_t *)scratch;
-    float *cbuf = (float *)(scratch + (size_t)BM_PT * kp * 6);
-    split_bf16(A, rows, kp, parts, Ap, astride);
+ * halves' accumulators. Smaller products are accumulated first. Ap: the parts of A, part p at
+ * Ap + p * astride, rows ld elements apart. */
+static void gemm_amx_split(const bm_op *op, const uint16_t *Ap, size_t ld, size_t astride, int np, float *vals, float *cbuf,
+                           const int order) {
+    const int kp = op->kpad, kb_n = kp / 32, n16 = (op->cout + 15) / 16;
+    const size_t wstride = (size_t)n16 * kb_n * 512;
     const uint16_t *W = (const uint16_t *)op->w;
-    const size_t lda = (size_t)kp * 2;
+    const size_t lda = ld * 2;
     const int two = np > 16;
-    const uint16_t *a1 = Ap + 16 * (int64_t)kp;  /* the second half's rows */
+    const uint16_t *a1 = Ap + 16 * ld;  /* the second half's rows */
     for (int n = 0; n < n16; n++) {
         _tile_zero(0); _tile_zero(1);
         for (int kb = 0; kb < kb_n; kb++) {
@@ -364,12 +361,34 @@ static void gemm_amx_split(const bm_op *op, const float *A, int np, float *vals,
         if (two) tile_out(op, cbuf + 256, 16, np - 16, n, vals);
     }
 }
+
+/* The AMX kernels on a packed A panel: split it into the tier's bfloat16 parts in scratch. */
+static void rconv_amx_panel(const bm_op *op, const float *A, int np, float *vals, uint8_t *scratch) {
+    const int kp = op->kpad, parts = op->tier - BM_T_AMX + 1;
+    const size_t astride = (size_t)BM_PT * kp;
+    uint16_t *Ap = (uint16_t *)scratch;
+    float *cbuf = (float *)(scratch + astride * 6);
+    split_bf16(A, round16(np), kp, parts, Ap, astride);
+    if (parts == 1) gemm_amx(op, Ap, kp, np, vals, cbuf);
+    else gemm_amx_split(op, Ap, kp, astride, np, vals, cbuf, parts - 1);
+}
+
+/* The AMX kernels on the bfloat16 parts a producer emitted (a 1x1 conv, stride 1). */
+static void rconv_amx_direct(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals, uint8_t *scratch) {
+    const bm_view *v = &op->in;
+    const uint16_t *Ap = (const uint16_t *)(cx->arena + v->off) + ((int64_t)y * v->w + x0) * v->cs;
+    const size_t astride = bm_bf16_part_stride(v);
+    float *cbuf = (float *)scratch;
+    if (op->in_parts == 1) gemm_amx(op, Ap, (size_t)v->cs, np, vals, cbuf);
+    else gemm_amx_split(op, Ap, (size_t)v->cs, astride, np, vals, cbuf, op->in_parts - 1);
+}
 #pragma GCC pop_options
 #endif /* BM_X86 */
 
 void bm_rconv_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals, uint8_t *scratch) {
     float *A = (float *)scratch;
 #ifdef BM_X86
+    if (op->in_parts) { rconv_amx_direct(op, cx, y, x0, np, vals, scratch); return; }
     if (op->tier == BM_T_AVX512) {
         if (op->in_image && op->tap_off) { rconv_image_avx512(op, cx, y, x0, np, vals, A, op->tap_off); return; }
         if (op->kh == 1 && op->kw == 1 && !op->pm && op->sh == 1 && op->sw == 1 && !op->in_image && !op->in.blk) {
@@ -382,9 +401,7 @@ void bm_rconv_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, flo
 #endif
     pack_a(op, cx, y, x0, np, A);
 #ifdef BM_X86
-    if (op->tier == BM_T_AMX) { gemm_amx(op, A, np, vals, scratch + (size_t)BM_PT * op->kpad * 4); return; }
-    if (op->tier == BM_T_AMX3) { gemm_amx_split(op, A, np, vals, scratch + (size_t)BM_PT * op->kpad * 4, 1); return; }
-    if (op->tier == BM_T_AMX6) { gemm_amx_split(op, A, np, vals, scratch + (size_t)BM_PT * op->kpad * 4, 2); return; }
+    if (op->tier >= BM_T_AMX) { rconv_amx_panel(op, A, np, vals, scratch + (size_t)BM_PT * op->kpad * 4); return; }
     if (op->tier == BM_T_AVX512) { gemm_avx512(op, A, op->kpad, np, vals); return; }
     if (op->tier == BM_T_AVX2) { gemm_avx2(op, A, np, vals); return; }
 #endif
