@@ -1,6 +1,6 @@
 """Localizer throughput (images/s, end to end: read, crop, network, decode, uncrop) of the packed
-binary runtime against the same architecture in PyTorch: the real-valued (fp32) twin and the
-fake-quantized binary model.
+binary model — module by module, and in the fused engine at precision "exact" and "fast" — against
+the same architecture in PyTorch: the real-valued (fp32) twin and the fake-quantized binary model.
 
 Each image is one synthetic face with its box; the whole set goes through ``predict_batch`` in
 chunks of ``--batch`` images (crops batched together). The median of ``--runs`` timed passes
@@ -13,6 +13,7 @@ Run: .venv/bin/python benchmarks/predict_throughput.py [--size 256] [--n 64] [--
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import time
@@ -65,12 +66,15 @@ def main() -> None:
     variants = {
         "pytorch fp32 (real twin)": build("hourglass", 68, quant="real", **opts).eval(),
         "pytorch fake-quant binary": binary,
-        "packed binary runtime": pack(binary),
+        "packed, module by module": pack(binary, runtime="modules"),
+        "packed, fused exact": pack(binary, precision="exact"),
+        "packed, fused fast": pack(binary, precision="fast"),
     }
     images, boxes = _images_and_boxes(args.n, args.size)
     rows = []
     print(f"1-stack HPM hourglass (width {args.width}), {args.size}×{args.size}, 68 keypoints, {args.threads} threads")
     print(f"{'variant':<28}{'batch':>6}{'images/s':>10}")
+    gc.disable()  # a full collection in a timed pass would land on one variant at random
     for name, net in variants.items():
         loc = Localizer(net, spec=spec, max_batch_size=max(args.batch))
         for batch in args.batch:
