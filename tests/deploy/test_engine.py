@@ -62,7 +62,8 @@ def test_plan_equals_the_fake_quant_model_on_every_tier(k: int, opts: dict, size
 
 
 def test_an_hpm_block_is_its_three_binary_convs() -> None:
-    """No concatenation, addition, BatchNorm or packing ops: they live in the convs' epilogues."""
+    """No concatenation, addition, BatchNorm, packing or upsampling ops: they live in the convs'
+    epilogues (skip + upsample(low) is the skip block's second residual)."""
     model = _model(16, {"block": "hpm", "depth": 1})
     plan = build_plan(pack(model).net, 32, 32)
     kinds = [op.kind for op in plan.ops]
@@ -70,9 +71,11 @@ def test_an_hpm_block_is_its_three_binary_convs() -> None:
     assert kinds.count("bconv") == binary
     # real convs: stem, two projections (64→32, 32→64), the head's two 1×1 convs
     assert kinds.count("rconv") == 5
-    # one pooling in the stem and one per hourglass level, one upsample-add per level
-    assert kinds.count("pool") == 2 and kinds.count("eltwise") == 1
-    assert len(kinds) == binary + 5 + 3
+    # one pooling in the stem and one per hourglass level
+    assert kinds.count("pool") == 2 and kinds.count("eltwise") == 0
+    assert len(kinds) == binary + 5 + 2
+    skip = [op for op in plan.ops if op.name.startswith("hourglasses_0_skip")]
+    assert len(skip) == 3 and all(op.res2 is not None and op.res2_shift == 1 for op in skip)
 
 
 def test_batches_run_one_image_per_thread_with_the_same_result() -> None:

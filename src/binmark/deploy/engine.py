@@ -80,7 +80,7 @@ class _Op(ctypes.Structure):
         ("inp", _View), ("in_image", _i32), ("in_shift", _i32), ("pool_avg", _i32), ("w", _p), ("kpad", _i32), ("tap_off", _p), ("in_parts", _i32),
         ("cls_y", _p), ("cls_x", _p), ("ncls_x", _i32), ("corr", _p), ("kvalid", _p), ("m", _p), ("b", _p),
         ("pm", _p), ("pb", _p), ("prelu", _i32), ("relu", _i32), ("has_res", _i32), ("res", _View),
-        ("res_shift", _i32), ("has_out", _i32), ("out", _View), ("out_index", _i32), ("ny", _i32), ("nr", _i32),
+        ("res_shift", _i32), ("has_res2", _i32), ("res2", _View), ("res2_shift", _i32), ("has_out", _i32), ("out", _View), ("out_index", _i32), ("ny", _i32), ("nr", _i32),
         ("ey", _p), ("er", _p),
     ]  # fmt: skip
 
@@ -296,6 +296,7 @@ class _Compiler:
         o.pm, o.pb = self.ptr(_f32(op.pm)), self.ptr(_f32(op.pb))
         o.inp = self.view(op.inp, c)
         o.has_res, o.res, o.res_shift = int(op.res is not None), self.view(op.res, c), op.res_shift
+        o.has_res2, o.res2, o.res2_shift = int(op.res2 is not None), self.view(op.res2, c), op.res2_shift
         o.has_out, o.out = int(op.out is not None), self.view(op.out, c)
         o.ny, o.nr, o.ey, o.er = len(op.ey), len(op.er), self.emits(op.ey), self.emits(op.er)
         scratch = _round(_PT * ldv * 4, 64)

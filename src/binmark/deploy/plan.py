@@ -13,8 +13,9 @@ into a short list of ops over per-image NHWC buffers:
 3. **Realise concatenation and addition without copies**: the convs whose outputs are
    concatenated write straight into their channel slice of the block's output buffer, and the
    residual of a following addition is added in their epilogue (in place when the residual is a
-   projection read by nothing else); ``skip + upsample(low)`` becomes one elementwise op that
-   reads the low-resolution tensor at (y/2, x/2), in place in the skip buffer.
+   projection read by nothing else); ``skip + upsample(low)``, where ``skip`` is such a block
+   output, becomes a second residual of the skip block's convs, read at (y/2, x/2); any other
+   sum is one elementwise op.
 4. **Emit bits where values are made**: every binary conv reads a bit tensor (its input after its
    folded BatchNorm and sign), written by the ops that produce the value — by the epilogue of each
    conv that writes a slice of it, before the residual for a value inside a block, after it for a
@@ -141,6 +142,8 @@ class Op:
     avg: bool = False
     res: View | None = None
     res_shift: int = 0
+    res2: View | None = None
+    res2_shift: int = 0
     out: View | None = None
     out_index: int = -1
     ey: list[Emit] = field(default_factory=list)
@@ -184,6 +187,7 @@ class _Node:
     in_parts: int = 0  # rconv: reads bf16 parts of its input (see _Builder.choose_real_inputs)
     parent: tuple[_Node, int] | None = None  # written as channels [off, ...) of another value
     res: tuple[_Node, int] | None = None  # add: the residual operand and its upsampling shift
+    res2: tuple[_Node, int] | None = None  # add: a second residual (skip + up(low) merged into the skip block)
     inplace: _Node | None = None  # add/eltwise: reuse this value's buffer
     dead: bool = False
 
@@ -361,6 +365,30 @@ def _writable(p: _Node, into: _Node) -> bool:
     return p.kind in ("rconv", "bconv") and p.parent is None and not p.outputs and all(u is into or u.kind == "bconv" for u in p.users)
 
 
+def _merge_upsample_add(a: _Node) -> bool:
+    """``a = s + up(low)`` where ``s`` is an addition its convs already make (a block's output, read
+    by nothing else): those convs add ``low`` at half resolution too, in the same epilogue."""
+    for s, q in (a.args, a.args[::-1]):
+        if s.kind == "add" and s.res is not None and s.res2 is None and s.inplace is None and s.users == [a] and not s.outputs \
+                and q.kind == "up" and q.users == [a] and not q.outputs:  # fmt: skip
+            break
+    else:
+        return False
+    low, x = q.args[0], s.res[0]
+    for part in s.args:
+        if part.parent is not None and part.parent[0] is s:
+            part.parent = (a, part.parent[1])
+            part.users = [a if y is s else y for y in part.users]
+    a.args = list(s.args)
+    a.res, a.res2 = s.res, (low, 1)
+    x.users = [a if y is s else y for y in x.users]
+    low.users = [a if y is q else y for y in low.users]
+    s.dead = q.dead = True
+    if s.res[1] == 0 and x.users == [a] and not x.outputs and x.kind != "image" and x.parent is None:
+        a.inplace = x
+    return True
+
+
 def _realise_cat_add(nodes: list[_Node]) -> None:
     """Decide which values are written as slices of others, which additions are done in the
     epilogue of the convs that make one operand, and which happen in place."""
@@ -375,6 +403,8 @@ def _realise_cat_add(nodes: list[_Node]) -> None:
                 off += p.shape[0]
     for a in nodes:
         if a.kind != "add":
+            continue
+        if _merge_upsample_add(a):
             continue
         u, v = a.args
         sides = [s for s in (u, v) if (s.kind == "cat" and s.parent is None and s.users == [a] and not s.outputs) or _writable(s, a)]
@@ -539,18 +569,20 @@ class _Builder:
                 continue
             n.in_parts = int(self.real_parts(m, self.feeds_binary(n)))
 
-    def residual(self, n: _Node) -> tuple[_Node | None, View | None, int]:
-        """(value, view, shift) of the residual added to a conv's slice by the addition it is
-        written into, or (None, None, 0)."""
+    def residuals(self, n: _Node) -> list[tuple[_Node, View, int]]:
+        """(value, view, shift) of the residuals added to a conv's slice by the addition it is
+        written into (none, one, or two for a merged skip + upsample)."""
         off, p = 0, n
         while p.parent is not None:
             p, o = p.parent
             off += o
             if p.kind == "add" and p.res is not None:
-                q, shift = p.res
-                v = self.loc(q)
-                return q, View(v.buf, v.co + off), shift
-        return None, None, 0
+                out = []
+                for q, shift in (r for r in (p.res, p.res2) if r is not None):
+                    v = self.loc(q)
+                    out.append((q, View(v.buf, v.co + off), shift))
+                return out
+        return []
 
     @staticmethod
     def feeds_binary(n: _Node) -> bool:
@@ -596,8 +628,10 @@ class _Builder:
                 op.res, op.res_shift = self.loc(n.res[0]), n.res[1]
                 reads.append(n.res[0])
             elif n.kind in ("rconv", "bconv"):
-                q, op.res, op.res_shift = self.residual(n)
-                if q is not None:
+                found = self.residuals(n)
+                for (q, view, shift), (vname, sname) in zip(found, (("res", "res_shift"), ("res2", "res2_shift"))):
+                    setattr(op, vname, view)
+                    setattr(op, sname, shift)
                     reads.append(q)
             if self.needs_real(n):
                 op.out = self.loc(n)
@@ -693,7 +727,7 @@ class _Builder:
 
     @staticmethod
     def touched(op: Op) -> list[Buffer]:
-        return [v.buf for v in (op.inp, op.res, op.out) if v is not None] + [e.dst for e in op.ey + op.er]
+        return [v.buf for v in (op.inp, op.res, op.res2, op.out) if v is not None] + [e.dst for e in op.ey + op.er]
 
     def allocate(self) -> int:
         """Offsets: real buffers first fit by lifetime, then the bit tensors; returns the arena size."""
@@ -729,8 +763,9 @@ class _Builder:
         views: dict[int, list[tuple[int, int]]] = {}
         bufs: dict[int, Buffer] = {}
         for op in self.ops:
-            width = {"inp": op.module.in_channels if op.kind == "rconv" else op.out_shape[0], "res": op.out_shape[0], "out": op.out_shape[0]}
-            for name in ("inp", "res", "out"):
+            c = op.out_shape[0]
+            width = {"inp": op.module.in_channels if op.kind == "rconv" else c, "res": c, "res2": c, "out": c}
+            for name in ("inp", "res", "res2", "out"):
                 v = getattr(op, name)
                 if v is not None and v.buf.fmt == "real":
                     bufs[id(v.buf)] = v.buf

@@ -221,6 +221,11 @@ static void finish_portable(const bm_op *op, const bm_ctx *cx, int y, int x0, in
             int64_t step = bm_chunk_step(&op->res);
             for (int c = 0; c < n; c++) v[c] += r[(c >> 4) * step + (c & 15)];
         }
+        if (op->has_res2) {
+            const float *r = bm_real_at(arena, &op->res2, y >> op->res2_shift, x >> op->res2_shift, 0);
+            int64_t step = bm_chunk_step(&op->res2);
+            for (int c = 0; c < n; c++) v[c] += r[(c >> 4) * step + (c & 15)];
+        }
         if (op->has_out) {
             float *o = bm_real_at(arena, &op->out, y, x, 0);
             int64_t step = bm_chunk_step(&op->out);
@@ -301,11 +306,12 @@ static void finish_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int 
     const __mmask16 tail = n % 16 ? (__mmask16)((1u << (n % 16)) - 1) : 0xffff;
     uint8_t *arena = cx->arena;
     const __m512 zero = _mm512_setzero_ps();
-    const int64_t rstep = bm_chunk_step(&op->res), ostep = bm_chunk_step(&op->out);
+    const int64_t rstep = bm_chunk_step(&op->res), r2step = bm_chunk_step(&op->res2), ostep = bm_chunk_step(&op->out);
     for (int i = 0; i < np; i++) {
         int x = x0 + i;
         float *v = vals + (int64_t)i * op->ldv;
         const float *r = op->has_res ? bm_real_at(arena, &op->res, y >> op->res_shift, x >> op->res_shift, 0) : NULL;
+        const float *r2 = op->has_res2 ? bm_real_at(arena, &op->res2, y >> op->res2_shift, x >> op->res2_shift, 0) : NULL;
         float *o = op->has_out ? bm_real_at(arena, &op->out, y, x, 0) : NULL;
         void *dy[BM_MAX_FAST_EMITS], *dr[BM_MAX_FAST_EMITS];
         for (int k = 0; k < ny; k++) dy[k] = emit_dst(&op->ey[k], arena, y, x);
@@ -316,6 +322,7 @@ static void finish_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int 
             if (op->relu) t = _mm512_max_ps(t, zero);
             for (int k = 0; k < ny; k++) fast_emit(&op->ey[k], dy[k], c, t, km);
             if (r) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(km, r + c * rstep));
+            if (r2) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(km, r2 + c * r2step));
             if (o) _mm512_mask_storeu_ps(o + c * ostep, km, t);
             if (op->out_index >= 0) _mm512_mask_storeu_ps(v + 16 * c, km, t);
             for (int k = 0; k < nr; k++) fast_emit(&op->er[k], dr[k], c, t, km);

@@ -81,6 +81,7 @@ typedef struct {
     int32_t prelu;                  /* ... followed by a ReLU */
     int32_t relu;                   /* ReLU on the output, first step of the epilogue */
     int32_t has_res; bm_view res; int32_t res_shift;  /* residual, read at (y >> s, x >> s) */
+    int32_t has_res2; bm_view res2; int32_t res2_shift; /* a second one, added after the first */
     int32_t has_out; bm_view out;   /* real output store (may alias `res`: in place) */
     int32_t out_index;              /* >= 0: also write network output #out_index (NCHW) */
     int32_t ny, nr;
