@@ -138,3 +138,16 @@ def test_saved_and_loaded_model_is_identical(tmp_path) -> None:
     _set_backend(again, "torch")
     for a, b in zip(packed(x), again(x), strict=True):
         assert torch.equal(a, b)
+
+
+def test_without_the_c_library_packed_models_run_in_pytorch(monkeypatch) -> None:
+    """No compiled kernels (no C compiler at install): the fused engine is off, binary layers run
+    as PyTorch convolutions of the ±1 tensors, and results are unchanged."""
+    monkeypatch.setattr(native, "library", lambda: None)
+    model = dyadic(build("hourglass", 16, quant="bulat17", depth=2, width=64))
+    packed = pack(model)
+    assert packed.why_modules(32, 32) == "binmark's C library is not built"
+    assert "torch" in backends() and not set(backends()) & set(native.TIERS)
+    x = dyadic_input((2, 3, 32, 32))
+    with torch.no_grad():
+        assert _max_rel_diff(model(x), packed(x)) <= 1e-5

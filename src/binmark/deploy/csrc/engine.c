@@ -195,6 +195,56 @@ static void emit(const bm_emit *e, const float *v, uint8_t *arena, int y, int x,
 
 /* ---------------------------------------------------------------- the shared epilogue */
 
+/* The portable code below is compiled twice, for AVX2 and for the baseline ISA, and picked by
+ * the CPU at load time (GCC target_clones): same source, vectorised loops where AVX2 exists. The
+ * loops work on contiguous 16-channel chunks so that the compiler can vectorise them in both
+ * channel layouts. */
+#if defined(BM_X86) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define BM_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef BM_CLONES
+#define BM_CLONES
+#endif
+
+/* v[c] += r[c] (add) or o[c] = v[c] (store) for the n channels of a view at one pixel. */
+BM_CLONES static void chunks_add(float *v, const float *r, int64_t step, int n) {
+    for (int c0 = 0; c0 < n; c0 += 16) {
+        const float *rc = r + (c0 >> 4) * step;
+        int m = bm_min(16, n - c0);
+        for (int j = 0; j < m; j++) v[c0 + j] += rc[j];
+    }
+}
+BM_CLONES static void chunks_store(float *o, const float *v, int64_t step, int n) {
+    for (int c0 = 0; c0 < n; c0 += 16) memcpy(o + (c0 >> 4) * step, v + c0, sizeof(float) * (size_t)bm_min(16, n - c0));
+}
+BM_CLONES static void chunks_load(float *v, const float *p, int64_t step, int n) {
+    for (int c0 = 0; c0 < n; c0 += 16) memcpy(v + c0, p + (c0 >> 4) * step, sizeof(float) * (size_t)bm_min(16, n - c0));
+}
+BM_CLONES static void relu_row(float *v, int n) {
+    for (int c = 0; c < n; c++) v[c] = v[c] > 0.0f ? v[c] : 0.0f;
+}
+BM_CLONES static void affine_row(float *v, const float *m, const float *b, int n) {
+    for (int c = 0; c < n; c++) { float t = v[c] * m[c]; v[c] = t + b[c]; }
+}
+/* 2x2 pooling of 4 pixels' n channels (PyTorch's order of summation for the average). */
+BM_CLONES static void pool4(float *v, const float *a, const float *b, const float *c, const float *d, int64_t step, int n, int avg) {
+    for (int c0 = 0; c0 < n; c0 += 16) {
+        int64_t o = (c0 >> 4) * step;
+        int m = bm_min(16, n - c0);
+        for (int j = 0; j < m; j++) {
+            float va = a[o + j], vb = b[o + j], vc = c[o + j], vd = d[o + j];
+            if (avg) {
+                v[c0 + j] = (((va + vb) + vc) + vd) / 4.0f;
+            } else {
+                float m1 = va > vb ? va : vb, m2 = vc > vd ? vc : vd;
+                v[c0 + j] = m1 > m2 ? m1 : m2;
+            }
+        }
+    }
+}
+
 /* The tile's final values into network output #out_index (NCHW), one channel row at a time:
  * a pixel's channels lie h*w floats apart, often a multiple of 4 KiB, so writing them per pixel
  * would thrash one L1 set. */
@@ -213,24 +263,13 @@ static void finish_portable(const bm_op *op, const bm_ctx *cx, int y, int x0, in
     for (int i = 0; i < np; i++) {
         float *v = vals + (int64_t)i * op->ldv;
         int x = x0 + i;
-        if (op->relu)
-            for (int c = 0; c < n; c++) v[c] = v[c] > 0.0f ? v[c] : 0.0f;
+        if (op->relu) relu_row(v, n);
         for (int k = 0; k < op->ny; k++) emit(&op->ey[k], v, arena, y, x, cmp);
-        if (op->has_res) {
-            const float *r = bm_real_at(arena, &op->res, y >> op->res_shift, x >> op->res_shift, 0);
-            int64_t step = bm_chunk_step(&op->res);
-            for (int c = 0; c < n; c++) v[c] += r[(c >> 4) * step + (c & 15)];
-        }
-        if (op->has_res2) {
-            const float *r = bm_real_at(arena, &op->res2, y >> op->res2_shift, x >> op->res2_shift, 0);
-            int64_t step = bm_chunk_step(&op->res2);
-            for (int c = 0; c < n; c++) v[c] += r[(c >> 4) * step + (c & 15)];
-        }
-        if (op->has_out) {
-            float *o = bm_real_at(arena, &op->out, y, x, 0);
-            int64_t step = bm_chunk_step(&op->out);
-            for (int c = 0; c < n; c++) o[(c >> 4) * step + (c & 15)] = v[c];
-        }
+        if (op->has_res)
+            chunks_add(v, bm_real_at(arena, &op->res, y >> op->res_shift, x >> op->res_shift, 0), bm_chunk_step(&op->res), n);
+        if (op->has_res2)
+            chunks_add(v, bm_real_at(arena, &op->res2, y >> op->res2_shift, x >> op->res2_shift, 0), bm_chunk_step(&op->res2), n);
+        if (op->has_out) chunks_store(bm_real_at(arena, &op->out, y, x, 0), v, bm_chunk_step(&op->out), n);
         for (int k = 0; k < op->nr; k++) emit(&op->er[k], v, arena, y, x, cmp);
     }
     write_nchw(op, cx, y, x0, np, vals);
@@ -396,13 +435,11 @@ static void eltwise_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int n
     const int n = op->cout, s = op->in_shift;
     const int64_t step = bm_chunk_step(&op->in);
     for (int i = 0; i < np; i++) {
-        const float *p = bm_real_at(cx->arena, &op->in, y >> s, (x0 + i) >> s, 0);
         float *v = vals + (int64_t)i * op->ldv;
-        for (int c = 0; c < n; c++) v[c] = p[(c >> 4) * step + (c & 15)];
+        chunks_load(v, bm_real_at(cx->arena, &op->in, y >> s, (x0 + i) >> s, 0), step, n);
         if (op->pm) {
-            for (int c = 0; c < n; c++) { float t = v[c] * op->pm[c]; v[c] = t + op->pb[c]; }
-            if (op->prelu)
-                for (int c = 0; c < n; c++) v[c] = v[c] > 0.0f ? v[c] : 0.0f;
+            affine_row(v, op->pm, op->pb, n);
+            if (op->prelu) relu_row(v, n);
         }
     }
 }
@@ -420,16 +457,7 @@ static void pool_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, 
         const float *b = bm_real_at(cx->arena, &op->in, 2 * y, 2 * x + 1, 0);
         const float *c = bm_real_at(cx->arena, &op->in, 2 * y + 1, 2 * x, 0);
         const float *d = bm_real_at(cx->arena, &op->in, 2 * y + 1, 2 * x + 1, 0);
-        float *v = vals + (int64_t)i * op->ldv;
-        for (int k = 0; k < n; k++) {
-            int64_t o = (k >> 4) * step + (k & 15);
-            if (op->pool_avg) {
-                v[k] = (((a[o] + b[o]) + c[o]) + d[o]) / 4.0f;
-            } else {
-                float m = a[o] > b[o] ? a[o] : b[o], m2 = c[o] > d[o] ? c[o] : d[o];
-                v[k] = m > m2 ? m : m2;
-            }
-        }
+        pool4(vals + (int64_t)i * op->ldv, a, b, c, d, step, n, op->pool_avg);
     }
 }
 

@@ -145,34 +145,34 @@ static void gemm_portable(const bm_op *op, const float *A, int np, float *vals) 
 }
 
 #ifdef BM_X86
-/* ---------------------------------------------------------------- AVX2 + FMA: 4 pixels x 16 channels */
+/* ---------------------------------------------------------------- AVX2 + FMA: 6 pixels x 16 channels */
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
-static void gemm_avx2(const bm_op *op, const float *A, int np, float *vals) {
-    const int kp = op->kpad, K = op->cin * op->kh * op->kw;
-    for (int nb = 0; nb < op->ldv / 32; nb++)
-        for (int h = 0; h < 2; h++) {
-            const float *B = (const float *)op->w + (int64_t)nb * kp * 32 + 16 * h;
-            const float *m = op->m + 32 * nb + 16 * h, *b = op->b + 32 * nb + 16 * h;
-            for (int i0 = 0; i0 < np; i0 += 4) {
-                __m256 acc[4][2];
-                for (int i = 0; i < 4; i++) { acc[i][0] = _mm256_setzero_ps(); acc[i][1] = _mm256_setzero_ps(); }
-                const float *a = A + (int64_t)i0 * kp;
-                for (int k = 0; k < K; k++) {
-                    __m256 b0 = _mm256_loadu_ps(B + k * 32), b1 = _mm256_loadu_ps(B + k * 32 + 8);
-                    for (int i = 0; i < 4; i++) {
-                        __m256 av = _mm256_broadcast_ss(a + (int64_t)i * kp + k);
-                        acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
-                        acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
-                    }
-                }
-                for (int i = 0; i < 4 && i0 + i < np; i++) {
-                    float *v = vals + (int64_t)(i0 + i) * op->ldv + 32 * nb + 16 * h;
-                    _mm256_storeu_ps(v, _mm256_add_ps(_mm256_mul_ps(acc[i][0], _mm256_loadu_ps(m)), _mm256_loadu_ps(b)));
-                    _mm256_storeu_ps(v + 8, _mm256_add_ps(_mm256_mul_ps(acc[i][1], _mm256_loadu_ps(m + 8)), _mm256_loadu_ps(b + 8)));
-                }
+
+/* acc[6][2] (two 8-channel vectors: channels 16h .. 16h + 15 of a 32-channel block) += A(i, k) B[k];
+ * A as in micro512 below: rows[i][off ? off[k] : k]. 12 accumulators, 2 weights, 1 broadcast. */
+static void gemm256_rows(const bm_op *op, const float *const rows[6], const int32_t *off, int n6, float *vals) {
+    const int K = op->cin * op->kh * op->kw, kp = op->kpad;
+    for (int c0 = 0; c0 < op->cout; c0 += 16) {
+        const float *B = (const float *)op->w + (int64_t)(c0 / 32) * kp * 32 + (c0 % 32);
+        __m256 acc[6][2];
+        for (int i = 0; i < 6; i++) { acc[i][0] = _mm256_setzero_ps(); acc[i][1] = _mm256_setzero_ps(); }
+        for (int k = 0; k < K; k++) {
+            __m256 b0 = _mm256_loadu_ps(B + k * 32), b1 = _mm256_loadu_ps(B + k * 32 + 8);
+            const int o = off ? off[k] : k;
+            for (int i = 0; i < 6; i++) {
+                __m256 av = _mm256_broadcast_ss(rows[i] + o);
+                acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
             }
         }
+        const float *m = op->m + c0, *b = op->b + c0;
+        for (int i = 0; i < n6; i++) {
+            float *v = vals + (int64_t)i * op->ldv + c0;
+            _mm256_storeu_ps(v, _mm256_add_ps(_mm256_mul_ps(acc[i][0], _mm256_loadu_ps(m)), _mm256_loadu_ps(b)));
+            _mm256_storeu_ps(v + 8, _mm256_add_ps(_mm256_mul_ps(acc[i][1], _mm256_loadu_ps(m + 8)), _mm256_loadu_ps(b + 8)));
+        }
+    }
 }
 #pragma GCC pop_options
 
@@ -224,20 +224,23 @@ static void gemm512_rows(const bm_op *op, const float *const rows[6], const int3
     }
 }
 
-/* A: np rows of lda floats (a packed panel, or the input pixels of a 1x1 conv without prologue). */
-static void gemm_avx512(const bm_op *op, const float *A, int64_t lda, int np, float *vals) {
+typedef void (*rows_fn)(const bm_op *op, const float *const rows[6], const int32_t *off, int n6, float *vals);
+#pragma GCC pop_options
+
+/* A: np rows of lda floats (a packed panel, or the input pixels of a 1x1 conv without prologue),
+ * 6 at a time (rows past np repeat the last one; their results are dropped). */
+static void gemm_rows(const bm_op *op, rows_fn rows_kernel, const float *A, int64_t lda, int np, float *vals) {
     for (int i0 = 0; i0 < np; i0 += 6) {
         int n6 = bm_min(6, np - i0);
         const float *rows[6];
         for (int i = 0; i < 6; i++) rows[i] = A + (int64_t)(i0 + bm_min(i, n6 - 1)) * lda;
-        gemm512_rows(op, rows, NULL, n6, vals + (int64_t)i0 * op->ldv);
+        rows_kernel(op, rows, NULL, n6, vals + (int64_t)i0 * op->ldv);
     }
 }
 
 /* Convolution of the network's NCHW input image: pixel tiles whose windows lie inside the image
  * read it directly (off[k]: the image offset of tap k = (c, ky, kx)); border tiles are packed. */
-static void rconv_image_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals, float *A,
-                               const int32_t *off) {
+static void rconv_image(const bm_op *op, rows_fn rows_kernel, const bm_ctx *cx, int y, int x0, int np, float *vals, float *A) {
     const int H = cx->plan->in_h, W = cx->plan->in_w, kp = op->kpad;
     const int iy0 = y * op->sh - op->ph;
     const int rows_in = iy0 >= 0 && iy0 + op->kh <= H;
@@ -247,15 +250,14 @@ static void rconv_image_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0,
         const float *rows[6];
         if (rows_in && ixa >= 0 && ixb <= W) {
             for (int i = 0; i < 6; i++) rows[i] = cx->image + (int64_t)iy0 * W + ixa + bm_min(i, n6 - 1) * op->sw;
-            gemm512_rows(op, rows, off, n6, vals + (int64_t)i0 * op->ldv);
+            rows_kernel(op, rows, op->tap_off, n6, vals + (int64_t)i0 * op->ldv);
         } else {
             pack_a(op, cx, y, x0 + i0, n6, A);
             for (int i = 0; i < 6; i++) rows[i] = A + (int64_t)bm_min(i, n6 - 1) * kp;
-            gemm512_rows(op, rows, NULL, n6, vals + (int64_t)i0 * op->ldv);
+            rows_kernel(op, rows, NULL, n6, vals + (int64_t)i0 * op->ldv);
         }
     }
 }
-#pragma GCC pop_options
 
 /* ---------------------------------------------------------------- AMX bf16 */
 #pragma GCC push_options
@@ -389,10 +391,11 @@ void bm_rconv_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, flo
     float *A = (float *)scratch;
 #ifdef BM_X86
     if (op->in_parts) { rconv_amx_direct(op, cx, y, x0, np, vals, scratch); return; }
-    if (op->tier == BM_T_AVX512) {
-        if (op->in_image && op->tap_off) { rconv_image_avx512(op, cx, y, x0, np, vals, A, op->tap_off); return; }
+    rows_fn rows_kernel = op->tier == BM_T_AVX512 ? gemm512_rows : op->tier == BM_T_AVX2 ? gemm256_rows : NULL;
+    if (rows_kernel) {
+        if (op->in_image && op->tap_off) { rconv_image(op, rows_kernel, cx, y, x0, np, vals, A); return; }
         if (op->kh == 1 && op->kw == 1 && !op->pm && op->sh == 1 && op->sw == 1 && !op->in_image && !op->in.blk) {
-            gemm_avx512(op, bm_real_at(cx->arena, &op->in, y, x0, 0), op->in.cs, np, vals);
+            gemm_rows(op, rows_kernel, bm_real_at(cx->arena, &op->in, y, x0, 0), op->in.cs, np, vals);
             return;
         }
     }
@@ -402,8 +405,7 @@ void bm_rconv_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, flo
     pack_a(op, cx, y, x0, np, A);
 #ifdef BM_X86
     if (op->tier >= BM_T_AMX) { rconv_amx_panel(op, A, np, vals, scratch + (size_t)BM_PT * op->kpad * 4); return; }
-    if (op->tier == BM_T_AVX512) { gemm_avx512(op, A, op->kpad, np, vals); return; }
-    if (op->tier == BM_T_AVX2) { gemm_avx2(op, A, np, vals); return; }
+    if (rows_kernel) { gemm_rows(op, rows_kernel, A, op->kpad, np, vals); return; }
 #endif
     gemm_portable(op, A, np, vals);
 }
