@@ -184,12 +184,13 @@ def test_amx_real_convs_are_exact_on_bf16_values(real: str, emitted: bool) -> No
     1×1s reading a packed panel or the bf16 parts their producer emitted (with the BN prologue
     applied there), channel counts not multiples of 16 or 32, rows longer than a tile."""
     g = torch.Generator().manual_seed(0)
-    bn = nn.BatchNorm2d(40).eval()
+    c1, c2 = (64, 32) if emitted else (48, 40)  # emitted parts: inputs of a multiple of 32 channels
+    bn = nn.BatchNorm2d(c2).eval()
     with torch.no_grad():  # an integer-valued BN: x - 1, then a ReLU
         bn.running_mean.fill_(1.0)
         bn.running_var.fill_(1.0)
         bn.eps = 0.0
-    net = nn.Sequential(nn.Conv2d(3, 48, 7, 2, 3), nn.ReLU(), nn.Conv2d(48, 40, 1), bn, nn.ReLU(), nn.Conv2d(40, 20, 1)).eval()
+    net = nn.Sequential(nn.Conv2d(3, c1, 7, 2, 3), nn.ReLU(), nn.Conv2d(c1, c2, 1), bn, nn.ReLU(), nn.Conv2d(c2, 20, 1)).eval()
     with torch.no_grad():
         for conv, per_row, signed in ((net[0], 12, True), (net[2], 4, False), (net[5], 4, True)):
             conv.weight.copy_(_sparse_ints(tuple(conv.weight.shape), per_row, signed, g))
@@ -204,3 +205,20 @@ def test_amx_real_convs_are_exact_on_bf16_values(real: str, emitted: bool) -> No
     torch.testing.assert_close(amx, exact, rtol=0, atol=0)
     with torch.no_grad():
         torch.testing.assert_close(exact[0], net(x), rtol=0, atol=0)
+
+
+def test_narrow_models_stay_finite_in_every_precision() -> None:
+    """Channel counts below the kernels' blocks (width 16: quarters of 4 channels) in the
+    AMX and fused layouts; the arena is reused between calls, so stale values must never leak in."""
+    model = build("hourglass", 16, quant="bulat17", depth=2, width=16).eval()
+    packed = pack(model, runtime="fused")
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+    for precision in ("exact", "fast", "bf16"):
+        packed.precision = precision
+        for _ in range(3):
+            out = packed(x)
+            assert all(torch.isfinite(o).all() for o in out), precision
+    packed.precision = "exact"
+    assert _rel(ref, packed(x)) < 0.5  # arbitrary float weights: the two roundings may differ locally

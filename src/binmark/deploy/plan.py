@@ -562,12 +562,15 @@ class _Builder:
         return any(u.kind != "bconv" and not u.in_parts for u in self.root(n).users)
 
     def choose_real_inputs(self) -> None:
-        """Real 1×1 stride-1 convs whose kernel reads bf16 parts emitted by their input's producers."""
+        """Real 1×1 stride-1 convs whose kernel reads bf16 parts emitted by their input's producers.
+        Only for inputs of a multiple of 32 channels: an AMX k-step reads 32 channels, and padding
+        channels of an emitted tensor would hold stale bits (possibly NaN, and NaN × 0 is NaN)."""
         for n in self.nodes:
             m = n.module
             if n.kind != "rconv" or n.args[0].kind == "image" or _pair(m.kernel_size) != (1, 1) or _pair(m.stride) != (1, 1):
                 continue
-            n.in_parts = int(self.real_parts(m, self.feeds_binary(n)))
+            if m.in_channels % 32 == 0:
+                n.in_parts = int(self.real_parts(m, self.feeds_binary(n)))
 
     def residuals(self, n: _Node) -> list[tuple[_Node, View, int]]:
         """(value, view, shift) of the residuals added to a conv's slice by the addition it is
