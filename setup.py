@@ -14,7 +14,7 @@ setup(
         Extension(
             "binmark.deploy._bitconv",
             sources=[f"src/binmark/deploy/csrc/{name}.c" for name in ("bitconv", "engine", "bconv", "gemm")],
-            depends=["src/binmark/deploy/csrc/engine.h"],
+            depends=["src/binmark/deploy/csrc/engine.h", "src/binmark/deploy/csrc/popcount.h"],
             extra_compile_args=["-O3", "-fopenmp", "-fvisibility=hidden", "-std=c11"],
             extra_link_args=["-fopenmp"],
             optional=True,

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -123,16 +123,11 @@ class Emit:
     prelu: bool = False
 
 
-@dataclass(eq=False)
-class Op:
-    """One op of the plan; the fields mirror ``bm_op`` in csrc/engine.h."""
+@dataclass(eq=False, kw_only=True)
+class _Transform:
+    """The per-channel arithmetic around a kernel: output transform y = relu?(acc·m + b), input
+    prologue relu?(x·pm + pb), average (not max) pooling, input read at (y >> s, x >> s)."""
 
-    kind: str  # "bconv", "rconv", "pool", "eltwise"
-    name: str
-    out_shape: tuple[int, int, int]  # (C, H, W)
-    inp: View | None = None  # None: the network's input image (rconv)
-    in_shift: int = 0
-    module: nn.Module | None = None
     m: np.ndarray | None = None
     b: np.ndarray | None = None
     relu: bool = False
@@ -140,6 +135,18 @@ class Op:
     pb: np.ndarray | None = None
     prelu: bool = False
     avg: bool = False
+    in_shift: int = 0
+
+
+@dataclass(eq=False)
+class Op(_Transform):
+    """One op of the plan; the fields mirror ``bm_op`` in csrc/engine.h."""
+
+    kind: str  # "bconv", "rconv", "pool", "eltwise"
+    name: str
+    out_shape: tuple[int, int, int]  # (C, H, W)
+    inp: View | None = None  # None: the network's input image (rconv)
+    module: nn.Module | None = None
     res: View | None = None
     res_shift: int = 0
     res2: View | None = None
@@ -168,7 +175,7 @@ class Plan:
 
 
 @dataclass(eq=False)
-class _Node:
+class _Node(_Transform):
     kind: str
     args: list[_Node]
     shape: tuple[int, int, int]
@@ -176,14 +183,6 @@ class _Node:
     module: nn.Module | None = None
     users: list[_Node] = field(default_factory=list)
     outputs: int = 0  # how often the value is a network output
-    m: np.ndarray | None = None
-    b: np.ndarray | None = None
-    relu: bool = False
-    pm: np.ndarray | None = None
-    pb: np.ndarray | None = None
-    prelu: bool = False
-    avg: bool = False
-    in_shift: int = 0
     in_parts: int = 0  # rconv: reads bf16 parts of its input (see _Builder.choose_real_inputs)
     parent: tuple[_Node, int] | None = None  # written as channels [off, ...) of another value
     res: tuple[_Node, int] | None = None  # add: the residual operand and its upsampling shift
@@ -616,8 +615,7 @@ class _Builder:
         for n in self.nodes:
             if n.kind in ("cat", "add", "image"):
                 continue
-            op = Op(n.kind, n.name, n.shape, module=n.module, m=n.m, b=n.b, relu=n.relu, pm=n.pm, pb=n.pb,
-                    prelu=n.prelu, avg=n.avg, in_shift=n.in_shift)  # fmt: skip
+            op = Op(n.kind, n.name, n.shape, module=n.module, **{f.name: getattr(n, f.name) for f in fields(_Transform)})
             reads: list[_Node] = []
             if n.in_parts:  # the input (bf16 parts, prologue applied) is set by make_emitted
                 op.pm = op.pb = None

@@ -76,23 +76,13 @@ static void tile_portable(const bm_op *op, const bm_ctx *cx, int y, int x0, int 
 #pragma GCC push_options
 #pragma GCC target("avx2,popcnt")
 
-/* Per-byte population counts by a nibble lookup (Mula, Kurz, Lemire, arXiv:1611.07612). */
-static inline __m256i popcnt_bytes(__m256i v, __m256i lut, __m256i low4) {
-    __m256i lo = _mm256_and_si256(v, low4);
-    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-    return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
-}
-
-static inline __m256i widen_bytes(__m256i bytes) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(bytes, _mm256_set1_epi8(1)), _mm256_set1_epi16(1));
-}
+#include "popcount.h"
 
 /* Byte counters are widened to int32 every 31 words (31 * 8 = 248 fits a byte). */
 static void tile_avx2(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals) {
     const int cw = op->in.cs, taps = op->kh * op->kw, cbn = op->ldv / 32, rs = row_step(op);
     const int ps = op->sw * cw;
-    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
-                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i lut = bm_nibble_lut();
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     for (int i0 = 0; i0 < np; i0 += 4) {
         int n4 = bm_min(4, np - i0);
@@ -108,24 +98,12 @@ static void tile_avx2(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, 
                 int steps = 0;
                 for (int ky = 0; ky < op->kh; ky++)
                     for (int kx = 0; kx < op->kw; kx++) {
-                        int toff = ky * rs + kx * cw;
-                        for (int k = 0; k < cw; k++, wp += 32) {
-                            __m256i w = _mm256_loadu_si256((const __m256i *)wp);
-                            for (int i = 0; i < 4; i++) {
-                                __m256i x = _mm256_xor_si256(_mm256_set1_epi32((int)a[i][toff + k]), w);
-                                bytes[i] = _mm256_add_epi8(bytes[i], popcnt_bytes(x, lut, low4));
-                            }
-                            if (++steps == 31) {
-                                for (int i = 0; i < 4; i++) {
-                                    sum[i] = _mm256_add_epi32(sum[i], widen_bytes(bytes[i]));
-                                    bytes[i] = _mm256_setzero_si256();
-                                }
-                                steps = 0;
-                            }
-                        }
+                        const uint32_t *at[4];
+                        for (int i = 0; i < 4; i++) at[i] = a[i] + ky * rs + kx * cw;
+                        for (int k = 0; k < cw; k++, wp += 32) bm_step4(at, k, wp, sum, bytes, &steps, lut, low4);
                     }
                 for (int i = 0; i < 4; i++)
-                    _mm256_storeu_si256((__m256i *)(acc[i] + 8 * q), _mm256_add_epi32(sum[i], widen_bytes(bytes[i])));
+                    _mm256_storeu_si256((__m256i *)(acc[i] + 8 * q), _mm256_add_epi32(sum[i], bm_widen_bytes(bytes[i])));
             }
             for (int i = 0; i < n4; i++) transform32(op, y, x0 + i0 + i, cb, acc[i], vals + (int64_t)(i0 + i) * op->ldv);
         }
@@ -138,9 +116,8 @@ static void tile_avx2(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, 
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vpopcntdq")
 
 /* One 8-pixel x 32-channel block: 16 int32 accumulators, two weight registers, one broadcast
- * activation word per pixel and word (binary-kernels.md §3.1 in the project's references; the
- * same shape as OpenVINO's jit_uni_bin_conv_kernel, openvinotoolkit/openvino
- * src/plugins/intel_cpu/src/nodes/bin_conv.cpp). CW (words per input pixel) is a compile-time
+ * activation word per pixel and word (the shape of OpenVINO's jit_uni_bin_conv_kernel,
+ * openvinotoolkit/openvino src/plugins/intel_cpu/src/nodes/bin_conv.cpp). CW (words per input pixel) is a compile-time
  * constant in the specialisations below, so the word loop unrolls and addresses are immediates. */
 static inline __attribute__((always_inline)) void micro512(const uint32_t *const a[8], const uint32_t *wp, int kh, int kw,
                                                            int rs, int cw, const int CW, __m512i acc[8][2]) {
@@ -287,7 +264,7 @@ BM_API double bm_time_bconv(int tier, int cin, int cout, int kh, int kw, int sh,
         memset(&op, 0, sizeof op);
         op.kind = BM_OP_BCONV; op.tier = tier; op.oh = oh; op.ow = ow; op.cin = cin; op.cout = cout; op.ldv = ldv;
         op.kh = kh; op.kw = kw; op.sh = sh; op.sw = sw; op.ph = ph; op.pw = pw;
-        op.in = (bm_view){0, h, w, pad, cs, 0};
+        op.in = (bm_view){0, h, w, pad, cs, 0, 0};
         op.w = wt; op.cls_y = cls; op.cls_x = cls; op.ncls_x = 1; op.corr = corr; op.kvalid = &kv; op.m = m; op.b = b;
         bm_ctx cx = {in, NULL, NULL, 0, NULL, NULL};
         if (amx) bm_amx_config();

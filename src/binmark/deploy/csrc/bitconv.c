@@ -147,25 +147,13 @@ static void pack_portable(const bm_pack_t *s) {
 #pragma GCC push_options
 #pragma GCC target("avx2,popcnt")
 
-/* Per-byte population counts by a nibble lookup (Mula, Kurz, Lemire, arXiv:1611.07612). */
-static inline __m256i popcnt_bytes(__m256i v, __m256i lut, __m256i low4) {
-    __m256i lo = _mm256_and_si256(v, low4);
-    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-    return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
-}
-
-/* Sum the four byte counts of each 32-bit lane. */
-static inline __m256i widen_bytes(__m256i bytes) {
-    __m256i w16 = _mm256_maddubs_epi16(bytes, _mm256_set1_epi8(1));
-    return _mm256_madd_epi16(w16, _mm256_set1_epi16(1));
-}
+#include "popcount.h"
 
 /* 4 pixels x 8 channels per pass, four passes per 32-channel block; byte counters are widened to
  * int32 every 31 words (31 * 8 = 248 fits a byte). */
 static void tile_avx2(const bm_conv_t *c, int img, int cb, int p0) {
     const uint32_t *base = c->in + (int64_t)img * c->img_words;
-    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
-                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i lut = bm_nibble_lut();
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     int np = min_int(4, c->p - p0);
     int32_t acc[4][32];
@@ -177,23 +165,10 @@ static void tile_avx2(const bm_conv_t *c, int img, int cb, int p0) {
         for (int t = 0; t < c->t; t++) {
             const uint32_t *a[4];
             for (int i = 0; i < 4; i++) a[i] = tap_ptr(c, base, p0 + (i < np ? i : np - 1), t);
-            for (int k = 0; k < c->cw; k++, wp += 32) {
-                __m256i w = _mm256_loadu_si256((const __m256i *)wp);
-                for (int i = 0; i < 4; i++) {
-                    __m256i x = _mm256_xor_si256(_mm256_set1_epi32((int)a[i][k]), w);
-                    bytes[i] = _mm256_add_epi8(bytes[i], popcnt_bytes(x, lut, low4));
-                }
-                if (++steps == 31) {
-                    for (int i = 0; i < 4; i++) {
-                        sum[i] = _mm256_add_epi32(sum[i], widen_bytes(bytes[i]));
-                        bytes[i] = _mm256_setzero_si256();
-                    }
-                    steps = 0;
-                }
-            }
+            for (int k = 0; k < c->cw; k++, wp += 32) bm_step4(a, k, wp, sum, bytes, &steps, lut, low4);
         }
         for (int i = 0; i < 4; i++) {
-            sum[i] = _mm256_add_epi32(sum[i], widen_bytes(bytes[i]));
+            sum[i] = _mm256_add_epi32(sum[i], bm_widen_bytes(bytes[i]));
             _mm256_storeu_si256((__m256i *)(acc[i] + 8 * q), sum[i]);
         }
     }

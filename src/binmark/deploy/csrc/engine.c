@@ -195,13 +195,13 @@ static void emit(const bm_emit *e, const float *v, uint8_t *arena, int y, int x,
 
 /* ---------------------------------------------------------------- the shared epilogue */
 
-/* The portable code below is compiled twice, for AVX2 and for the baseline ISA, and picked by
- * the CPU at load time (GCC target_clones): same source, vectorised loops where AVX2 exists. The
+/* The portable code below is compiled for AVX-512, AVX2 and the baseline ISA and picked by the
+ * CPU at load time (GCC target_clones): one source, vectorised loops where the CPU has them. The
  * loops work on contiguous 16-channel chunks so that the compiler can vectorise them in both
  * channel layouts. */
 #if defined(BM_X86) && defined(__has_attribute)
 #if __has_attribute(target_clones)
-#define BM_CLONES __attribute__((target_clones("avx2", "default")))
+#define BM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 #endif
 #ifndef BM_CLONES
@@ -370,50 +370,6 @@ static void finish_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int 
     write_nchw(op, cx, y, x0, np, vals);
 }
 
-/* Pooling and elementwise inputs, 16 channels at a time, into the scratch row. */
-static void pool_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals) {
-    const int n = op->cout;
-    const int64_t step = bm_chunk_step(&op->in);
-    for (int i = 0; i < np; i++) {
-        int x = x0 + i;
-        const float *a = bm_real_at(cx->arena, &op->in, 2 * y, 2 * x, 0);
-        const float *b = bm_real_at(cx->arena, &op->in, 2 * y, 2 * x + 1, 0);
-        const float *c = bm_real_at(cx->arena, &op->in, 2 * y + 1, 2 * x, 0);
-        const float *d = bm_real_at(cx->arena, &op->in, 2 * y + 1, 2 * x + 1, 0);
-        float *v = vals + (int64_t)i * op->ldv;
-        for (int k = 0; k < n; k += 16) {
-            __mmask16 km = n - k >= 16 ? 0xffff : (__mmask16)((1u << (n - k)) - 1);
-            int64_t o = (k >> 4) * step;
-            __m512 va = _mm512_maskz_loadu_ps(km, a + o), vb = _mm512_maskz_loadu_ps(km, b + o);
-            __m512 vc = _mm512_maskz_loadu_ps(km, c + o), vd = _mm512_maskz_loadu_ps(km, d + o);
-            __m512 out;
-            if (op->pool_avg)
-                out = _mm512_div_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(va, vb), vc), vd), _mm512_set1_ps(4.0f));
-            else  /* max_ps(a, b) = a > b ? a : b, the portable code's choice on ties and NaN */
-                out = _mm512_max_ps(_mm512_max_ps(va, vb), _mm512_max_ps(vc, vd));
-            _mm512_storeu_ps(v + k, out);
-        }
-    }
-}
-
-static void eltwise_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals) {
-    const int n = op->cout, s = op->in_shift;
-    const __m512 zero = _mm512_setzero_ps();
-    const int64_t step = bm_chunk_step(&op->in);
-    for (int i = 0; i < np; i++) {
-        const float *p = bm_real_at(cx->arena, &op->in, y >> s, (x0 + i) >> s, 0);
-        float *v = vals + (int64_t)i * op->ldv;
-        for (int k = 0; k < n; k += 16) {
-            __mmask16 km = n - k >= 16 ? 0xffff : (__mmask16)((1u << (n - k)) - 1);
-            __m512 t = _mm512_maskz_loadu_ps(km, p + (k >> 4) * step);
-            if (op->pm) {
-                t = _mm512_add_ps(_mm512_mul_ps(t, _mm512_maskz_loadu_ps(km, op->pm + k)), _mm512_maskz_loadu_ps(km, op->pb + k));
-                if (op->prelu) t = _mm512_max_ps(t, zero);
-            }
-            _mm512_storeu_ps(v + k, t);
-        }
-    }
-}
 #pragma GCC pop_options
 #endif
 
@@ -429,9 +385,6 @@ void bm_finish_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, fl
 /* out = prologue(in[y >> s, x >> s]) (nearest upsampling for s = 1); the residual, if any, is
  * added by the epilogue (skip + upsampled tensor, or any elementwise sum). */
 static void eltwise_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals) {
-#ifdef BM_X86
-    if (op->tier >= BM_T_AVX512) { eltwise_avx512(op, cx, y, x0, np, vals); return; }
-#endif
     const int n = op->cout, s = op->in_shift;
     const int64_t step = bm_chunk_step(&op->in);
     for (int i = 0; i < np; i++) {
@@ -446,9 +399,6 @@ static void eltwise_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int n
 
 /* 2x2 stride-2 max or average pooling (PyTorch's order of summation for the average). */
 static void pool_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals) {
-#ifdef BM_X86
-    if (op->tier >= BM_T_AVX512) { pool_avx512(op, cx, y, x0, np, vals); return; }
-#endif
     const int n = op->cout;
     const int64_t step = bm_chunk_step(&op->in);
     for (int i = 0; i < np; i++) {
