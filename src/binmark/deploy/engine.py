@@ -1,9 +1,12 @@
 """The fused engine: a packed network run as one planned C computation (``csrc/engine.c``).
 
-:func:`compile_plan` turns a :class:`~binmark.deploy.plan.Plan` into the C structures of
-``csrc/engine.h`` for one configuration — the popcount tier of the binary convolutions and the
-arithmetic of the real-valued ones — packing the weights the way those kernels read them. An
-:class:`Engine` then runs a batch in one ctypes call (the GIL is released): no Python per op.
+:class:`Engine` turns a :class:`~binmark.deploy.plan.Plan` into the C structures of
+``csrc/engine.h`` for one :class:`Config` — the kernel tiers of the binary convolutions (popcount,
+or AMX where :func:`binary_format` measured it faster) and the arithmetic of the real-valued ones
+(:func:`config_for`) — packing the weights the way those kernels read them, and runs a batch in
+one ctypes call (the GIL is released): no Python per op. The plan itself depends on the
+configuration through :func:`binary_format` and :func:`real_parts` (which input formats the
+producers emit).
 
 Precision of the real-valued layers (the 7×7 stem, 1×1 projections, heads); the binary
 convolutions are exact integer arithmetic in every setting:
@@ -270,7 +273,7 @@ class _Compiler:
         return a.ctypes.data
 
     @staticmethod
-    def view(v: View | None, c: int) -> _View:
+    def view(v: View | None) -> _View:
         if v is None:
             return _View()
         b = v.buf
@@ -281,7 +284,7 @@ class _Compiler:
             return None
         arr = (_Emit * len(emits))()
         for i, e in enumerate(emits):
-            arr[i] = _Emit(self.view(View(e.dst), e.n), _FMT[e.dst.fmt], e.src, e.n, e.bit0, self.ptr(_f32(e.mul)), self.ptr(_f32(e.thr)),
+            arr[i] = _Emit(self.view(View(e.dst)), _FMT[e.dst.fmt], e.src, e.n, e.bit0, self.ptr(_f32(e.mul)), self.ptr(_f32(e.thr)),
                            e.dst.parts, self.ptr(_f32(e.pm)), self.ptr(_f32(e.pb)), int(e.prelu))  # fmt: skip
         self.keep.append(arr)
         return ctypes.addressof(arr)
@@ -294,17 +297,17 @@ class _Compiler:
         o.relu, o.prelu, o.pool_avg, o.in_shift = int(op.relu), int(op.prelu), int(op.avg), op.in_shift
         o.m, o.b = self.ptr(_f32(op.m, ldv)), self.ptr(_f32(op.b, ldv))
         o.pm, o.pb = self.ptr(_f32(op.pm)), self.ptr(_f32(op.pb))
-        o.inp = self.view(op.inp, c)
-        o.has_res, o.res, o.res_shift = int(op.res is not None), self.view(op.res, c), op.res_shift
-        o.has_res2, o.res2, o.res2_shift = int(op.res2 is not None), self.view(op.res2, c), op.res2_shift
-        o.has_out, o.out = int(op.out is not None), self.view(op.out, c)
+        o.inp = self.view(op.inp)
+        o.has_res, o.res, o.res_shift = int(op.res is not None), self.view(op.res), op.res_shift
+        o.has_res2, o.res2, o.res2_shift = int(op.res2 is not None), self.view(op.res2), op.res2_shift
+        o.has_out, o.out = int(op.out is not None), self.view(op.out)
         o.ny, o.nr, o.ey, o.er = len(op.ey), len(op.er), self.emits(op.ey), self.emits(op.er)
         scratch = _round(_PT * ldv * 4, 64)
         m = op.module
         if op.kind in ("bconv", "rconv"):
             assert isinstance(m, nn.Conv2d) or hasattr(m, "weight_bits")
             o.cin = m.in_channels
-            (o.kh, o.kw), (o.sh, o.sw), (o.ph, o.pw) = m.kernel_size, _pair(m.stride), _pair(m.padding)
+            (o.kh, o.kw), (o.sh, o.sw), (o.ph, o.pw) = m.kernel_size, m.stride, m.padding  # tuples (plan.py checks)
         if op.kind == "bconv" and op.inp.buf.fmt == "s8":  # type: ignore[union-attr]
             o.tier, o.w = _T_AMX_BINARY, self.ptr(_amx_binary_weights(m))
             scratch += 4096  # the accumulator tiles
@@ -328,10 +331,6 @@ class _Compiler:
         elif op.kind in ("pool", "eltwise"):
             o.cin = c
         return o, scratch
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
 
 
 class Engine:
