@@ -23,8 +23,9 @@ into a short list of ops over per-image NHWC buffers:
    for the AMX kernel the tensor holds one ±1 byte per channel instead, with a zero border.
 5. **Schedule** the ops in dependency order and **allocate** real buffers by lifetime (first fit);
    bit tensors get their own region, never reused, so their borders stay zero. A real buffer is
-   channel-blocked ([C/16][H][W][16]) when every view of it starts and ends on a multiple of 16
-   channels, so each op's channel slice is read and written as sequential streams.
+   channel-blocked ([C/b][H][W][b], b = 64, 32 or 16) when every view of it starts and ends on a
+   multiple of b channels, so each op's channel slice is read and written as a few sequential
+   streams.
 
 The result (:class:`Plan`) holds numpy arrays and buffer offsets only; ``engine.py`` turns it into
 the C structures of ``csrc/engine.h`` for a kernel tier.
@@ -75,7 +76,7 @@ class Buffer:
     fmt: str = "real"
     pad: int = 0
     offset: int = -1
-    block: int = 0  # real buffers: 16 = channel-blocked [C/16][H][W][16], 0 = NHWC
+    block: int = 0  # real buffers: b = channel-blocked [C/b][H][W][b] (b 16, 32, 64), 0 = NHWC
     parts: int = 0  # bf16 buffers
 
     @property
@@ -760,7 +761,8 @@ class _Builder:
         return top
 
     def layouts(self) -> None:
-        """Channel-blocked layout for each real buffer all of whose views are 16-aligned."""
+        """Channel-blocked layout for each real buffer all of whose views are 16-aligned, with
+        the widest block (64, 32 or 16 channels) they all align to: fewer streams per slice."""
         views: dict[int, list[tuple[int, int]]] = {}
         bufs: dict[int, Buffer] = {}
         for op in self.ops:
@@ -772,8 +774,10 @@ class _Builder:
                     bufs[id(v.buf)] = v.buf
                     views.setdefault(id(v.buf), []).append((v.co, width[name]))
         for key, buf in bufs.items():
-            if buf.c % 16 == 0 and all(co % 16 == 0 and n % 16 == 0 for co, n in views[key]):
-                buf.block = 16
+            for block in (64, 32, 16):
+                if buf.c % block == 0 and all(co % block == 0 and n % block == 0 for co, n in views[key]):
+                    buf.block = block
+                    break
 
     def plan(self, height: int, width: int) -> Plan:
         self.choose_real_inputs()

@@ -208,19 +208,22 @@ static void emit(const bm_emit *e, const float *v, uint8_t *arena, int y, int x,
 #define BM_CLONES
 #endif
 
-/* v[c] += r[c] (add) or o[c] = v[c] (store) for the n channels of a view at one pixel. */
-BM_CLONES static void chunks_add(float *v, const float *r, int64_t step, int n) {
-    for (int c0 = 0; c0 < n; c0 += 16) {
-        const float *rc = r + (c0 >> 4) * step;
+/* v[c] += r[c] (add), o[c] = v[c] (store) or v[c] = p[c] (load) for the n channels of a view at
+ * one pixel (its chunks walked by bm_chunks). */
+BM_CLONES static void chunks_add(float *v, const float *r, const bm_view *view, int n) {
+    bm_chunks k = bm_chunks_at(r, view);
+    for (int c0 = 0; c0 < n; c0 += 16, bm_chunks_next(&k)) {
         int m = bm_min(16, n - c0);
-        for (int j = 0; j < m; j++) v[c0 + j] += rc[j];
+        for (int j = 0; j < m; j++) v[c0 + j] += k.p[j];
     }
 }
-BM_CLONES static void chunks_store(float *o, const float *v, int64_t step, int n) {
-    for (int c0 = 0; c0 < n; c0 += 16) memcpy(o + (c0 >> 4) * step, v + c0, sizeof(float) * (size_t)bm_min(16, n - c0));
+BM_CLONES static void chunks_store(float *o, const float *v, const bm_view *view, int n) {
+    bm_chunks k = bm_chunks_at(o, view);
+    for (int c0 = 0; c0 < n; c0 += 16, bm_chunks_next(&k)) memcpy((float *)k.p, v + c0, sizeof(float) * (size_t)bm_min(16, n - c0));
 }
-BM_CLONES static void chunks_load(float *v, const float *p, int64_t step, int n) {
-    for (int c0 = 0; c0 < n; c0 += 16) memcpy(v + c0, p + (c0 >> 4) * step, sizeof(float) * (size_t)bm_min(16, n - c0));
+BM_CLONES static void chunks_load(float *v, const float *p, const bm_view *view, int n) {
+    bm_chunks k = bm_chunks_at(p, view);
+    for (int c0 = 0; c0 < n; c0 += 16, bm_chunks_next(&k)) memcpy(v + c0, k.p, sizeof(float) * (size_t)bm_min(16, n - c0));
 }
 BM_CLONES static void relu_row(float *v, int n) {
     for (int c = 0; c < n; c++) v[c] = v[c] > 0.0f ? v[c] : 0.0f;
@@ -229,9 +232,10 @@ BM_CLONES static void affine_row(float *v, const float *m, const float *b, int n
     for (int c = 0; c < n; c++) { float t = v[c] * m[c]; v[c] = t + b[c]; }
 }
 /* 2x2 pooling of 4 pixels' n channels (PyTorch's order of summation for the average). */
-BM_CLONES static void pool4(float *v, const float *a, const float *b, const float *c, const float *d, int64_t step, int n, int avg) {
-    for (int c0 = 0; c0 < n; c0 += 16) {
-        int64_t o = (c0 >> 4) * step;
+BM_CLONES static void pool4(float *v, const float *a, const float *b, const float *c, const float *d, const bm_view *view, int n, int avg) {
+    bm_chunks k = bm_chunks_at(a, view);
+    for (int c0 = 0; c0 < n; c0 += 16, bm_chunks_next(&k)) {
+        int64_t o = k.p - a;
         int m = bm_min(16, n - c0);
         for (int j = 0; j < m; j++) {
             float va = a[o + j], vb = b[o + j], vc = c[o + j], vd = d[o + j];
@@ -266,10 +270,10 @@ static void finish_portable(const bm_op *op, const bm_ctx *cx, int y, int x0, in
         if (op->relu) relu_row(v, n);
         for (int k = 0; k < op->ny; k++) emit(&op->ey[k], v, arena, y, x, cmp);
         if (op->has_res)
-            chunks_add(v, bm_real_at(arena, &op->res, y >> op->res_shift, x >> op->res_shift, 0), bm_chunk_step(&op->res), n);
+            chunks_add(v, bm_real_at(arena, &op->res, y >> op->res_shift, x >> op->res_shift, 0), &op->res, n);
         if (op->has_res2)
-            chunks_add(v, bm_real_at(arena, &op->res2, y >> op->res2_shift, x >> op->res2_shift, 0), bm_chunk_step(&op->res2), n);
-        if (op->has_out) chunks_store(bm_real_at(arena, &op->out, y, x, 0), v, bm_chunk_step(&op->out), n);
+            chunks_add(v, bm_real_at(arena, &op->res2, y >> op->res2_shift, x >> op->res2_shift, 0), &op->res2, n);
+        if (op->has_out) chunks_store(bm_real_at(arena, &op->out, y, x, 0), v, &op->out, n);
         for (int k = 0; k < op->nr; k++) emit(&op->er[k], v, arena, y, x, cmp);
     }
     write_nchw(op, cx, y, x0, np, vals);
@@ -345,7 +349,6 @@ static void finish_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int 
     const __mmask16 tail = n % 16 ? (__mmask16)((1u << (n % 16)) - 1) : 0xffff;
     uint8_t *arena = cx->arena;
     const __m512 zero = _mm512_setzero_ps();
-    const int64_t rstep = bm_chunk_step(&op->res), r2step = bm_chunk_step(&op->res2), ostep = bm_chunk_step(&op->out);
     for (int i = 0; i < np; i++) {
         int x = x0 + i;
         float *v = vals + (int64_t)i * op->ldv;
@@ -355,14 +358,15 @@ static void finish_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int 
         void *dy[BM_MAX_FAST_EMITS], *dr[BM_MAX_FAST_EMITS];
         for (int k = 0; k < ny; k++) dy[k] = emit_dst(&op->ey[k], arena, y, x);
         for (int k = 0; k < nr; k++) dr[k] = emit_dst(&op->er[k], arena, y, x);
-        for (int c = 0; c < nch; c++) {
+        bm_chunks kr = bm_chunks_at(r, &op->res), kr2 = bm_chunks_at(r2, &op->res2), ko = bm_chunks_at(o, &op->out);
+        for (int c = 0; c < nch; c++, bm_chunks_next(&kr), bm_chunks_next(&kr2), bm_chunks_next(&ko)) {
             __mmask16 km = c == nch - 1 ? tail : 0xffff;
             __m512 t = _mm512_maskz_loadu_ps(km, v + 16 * c);
             if (op->relu) t = _mm512_max_ps(t, zero);
             for (int k = 0; k < ny; k++) fast_emit(&op->ey[k], dy[k], c, t, km);
-            if (r) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(km, r + c * rstep));
-            if (r2) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(km, r2 + c * r2step));
-            if (o) _mm512_mask_storeu_ps(o + c * ostep, km, t);
+            if (r) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(km, kr.p));
+            if (r2) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(km, kr2.p));
+            if (o) _mm512_mask_storeu_ps((float *)ko.p, km, t);
             if (op->out_index >= 0) _mm512_mask_storeu_ps(v + 16 * c, km, t);
             for (int k = 0; k < nr; k++) fast_emit(&op->er[k], dr[k], c, t, km);
         }
@@ -386,10 +390,9 @@ void bm_finish_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, fl
  * added by the epilogue (skip + upsampled tensor, or any elementwise sum). */
 static void eltwise_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals) {
     const int n = op->cout, s = op->in_shift;
-    const int64_t step = bm_chunk_step(&op->in);
     for (int i = 0; i < np; i++) {
         float *v = vals + (int64_t)i * op->ldv;
-        chunks_load(v, bm_real_at(cx->arena, &op->in, y >> s, (x0 + i) >> s, 0), step, n);
+        chunks_load(v, bm_real_at(cx->arena, &op->in, y >> s, (x0 + i) >> s, 0), &op->in, n);
         if (op->pm) {
             affine_row(v, op->pm, op->pb, n);
             if (op->prelu) relu_row(v, n);
@@ -400,14 +403,13 @@ static void eltwise_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int n
 /* 2x2 stride-2 max or average pooling (PyTorch's order of summation for the average). */
 static void pool_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals) {
     const int n = op->cout;
-    const int64_t step = bm_chunk_step(&op->in);
     for (int i = 0; i < np; i++) {
         int x = x0 + i;
         const float *a = bm_real_at(cx->arena, &op->in, 2 * y, 2 * x, 0);
         const float *b = bm_real_at(cx->arena, &op->in, 2 * y, 2 * x + 1, 0);
         const float *c = bm_real_at(cx->arena, &op->in, 2 * y + 1, 2 * x, 0);
         const float *d = bm_real_at(cx->arena, &op->in, 2 * y + 1, 2 * x + 1, 0);
-        pool4(vals + (int64_t)i * op->ldv, a, b, c, d, step, n, op->pool_avg);
+        pool4(vals + (int64_t)i * op->ldv, a, b, c, d, &op->in, n, op->pool_avg);
     }
 }
 

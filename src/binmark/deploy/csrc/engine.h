@@ -11,9 +11,10 @@
  * (larq/compute-engine, core/bconv2d/output_transform.h) extended to several consumers.
  *
  * Tensors (bm_view): real tensors are float32, either NHWC with a channel stride (so a view can
- * be a channel slice of a wider buffer) or channel-blocked [C/16][H][W][16] (blk = 16, oneDNN's
- * nChw16c): then every channel slice of a row is a set of sequential streams, which the
- * hardware prefetchers follow across pages where NHWC slices defeat them; bit tensors are NHWC 32-bit words, LSB-first, bit 1 = -1,
+ * be a channel slice of a wider buffer) or channel-blocked [C/blk][H][W][blk] (blk = 16, 32 or 64;
+ * oneDNN's nChw16c for 16): then every channel slice of a row is a few sequential streams, which
+ * the hardware prefetchers follow across pages where NHWC slices defeat them, and wider blocks
+ * keep the number of streams of a slice small; bit tensors are NHWC 32-bit words, LSB-first, bit 1 = -1,
  * with a border of `pad` zero words (+1) around the image that is never written; byte tensors
  * (for AMX) are NHWC signed bytes +1/-1 with a zero border (zero padding needs no correction).
  */
@@ -45,7 +46,7 @@ typedef struct {
     int32_t pad;  /* border pixels on each side (bit tensors; 0 for real tensors) */
     int32_t cs;   /* channel stride: floats (real), 32-bit words (bits) or bytes (s8) per pixel */
     int32_t co;   /* first channel of the view (real tensors) */
-    int32_t blk;  /* real tensors: 0 = NHWC, 16 = [C/16][H][W][16] (co a multiple of 16) */
+    int32_t blk;  /* real tensors: 0 = NHWC, else [C/blk][H][W][blk] (blk 16, 32 or 64; co a multiple) */
 } bm_view;
 
 typedef struct {
@@ -123,13 +124,24 @@ void bm_bconv_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, flo
 void bm_rconv_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, float *vals, uint8_t *scratch);
 
 /* Channel c of a real view at pixel (y, x). Channels c..c+15 (c a multiple of 16) are contiguous
- * in both layouts; chunk j (channels 16j..16j+15) is at bm_real_at(.., 0) + j * bm_chunk_step. */
+ * in both layouts; walk a view's 16-channel chunks at one pixel with bm_chunks below. */
 static inline float *bm_real_at(uint8_t *arena, const bm_view *v, int y, int x, int c) {
     if (!v->blk) return (float *)(arena + v->off) + ((int64_t)y * v->w + x) * v->cs + v->co + c;
     int ch = v->co + c;
-    return (float *)(arena + v->off) + (((int64_t)(ch >> 4) * v->h + y) * v->w + x) * 16 + (ch & 15);
+    return (float *)(arena + v->off) + (((int64_t)(ch / v->blk) * v->h + y) * v->w + x) * v->blk + ch % v->blk;
 }
-static inline int64_t bm_chunk_step(const bm_view *v) { return v->blk ? (int64_t)v->h * v->w * 16 : 16; }
+
+/* The 16-channel chunks of a view at one pixel, in order: next after every chunk. */
+typedef struct { const float *p; int left, per; int64_t jump; } bm_chunks;
+static inline bm_chunks bm_chunks_at(const float *base, const bm_view *v) {
+    bm_chunks k = {base, 1 << 30, 1 << 30, 0};
+    if (v->blk) { k.per = k.left = v->blk / 16; k.jump = (int64_t)v->h * v->w * v->blk - v->blk; }
+    return k;
+}
+static inline void bm_chunks_next(bm_chunks *k) {
+    k->p += 16;
+    if (--k->left == 0) { k->p += k->jump; k->left = k->per; }
+}
 static inline uint32_t *bm_bits_px(uint8_t *arena, const bm_view *v, int y, int x) {
     return (uint32_t *)(arena + v->off) + ((int64_t)(y + v->pad) * (v->w + 2 * v->pad) + x + v->pad) * v->cs;
 }

@@ -57,9 +57,9 @@ static void pack_a(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, flo
                     float *d = r + (ky * kw + kx) * cin;
                     int iy = iy0 + ky, ix = ix0 + kx;
                     if (iy < 0 || iy >= op->in.h || ix < 0 || ix >= op->in.w) { memset(d, 0, sizeof(float) * (size_t)cin); continue; }
-                    const float *p = bm_real_at(cx->arena, &op->in, iy, ix, 0);
-                    const int64_t step = bm_chunk_step(&op->in);
-                    for (int c = 0; c < cin; c++) d[c] = prologue(op, p[(c >> 4) * step + (c & 15)], c);
+                    bm_chunks k = bm_chunks_at(bm_real_at(cx->arena, &op->in, iy, ix, 0), &op->in);
+                    for (int c0 = 0; c0 < cin; c0 += 16, bm_chunks_next(&k))
+                        for (int c = c0; c < bm_min(cin, c0 + 16); c++) d[c] = prologue(op, k.p[c - c0], c);
                 }
         }
         memset(r + K, 0, sizeof(float) * (size_t)(kp - K));
@@ -106,11 +106,10 @@ static void pack_a_avx512(const bm_op *op, const bm_ctx *cx, int y, int x0, int 
                     float *d = r + (ky * kw + kx) * cin;
                     int iy = iy0 + ky, ix = ix0 + kx;
                     if (iy < 0 || iy >= op->in.h || ix < 0 || ix >= op->in.w) { memset(d, 0, sizeof(float) * (size_t)cin); continue; }
-                    const float *p = bm_real_at(cx->arena, &op->in, iy, ix, 0);
-                    const int64_t step = bm_chunk_step(&op->in);
-                    for (int c = 0; c < cin; c += 16) {
+                    bm_chunks k = bm_chunks_at(bm_real_at(cx->arena, &op->in, iy, ix, 0), &op->in);
+                    for (int c = 0; c < cin; c += 16, bm_chunks_next(&k)) {
                         __mmask16 km = cin - c >= 16 ? 0xffff : (__mmask16)((1u << (cin - c)) - 1);
-                        __m512 t = _mm512_maskz_loadu_ps(km, p + (c >> 4) * step);
+                        __m512 t = _mm512_maskz_loadu_ps(km, k.p);
                         if (op->pm) {
                             t = _mm512_add_ps(_mm512_mul_ps(t, _mm512_maskz_loadu_ps(km, op->pm + c)), _mm512_maskz_loadu_ps(km, op->pb + c));
                             if (op->prelu) t = _mm512_max_ps(t, zero);
