@@ -127,15 +127,15 @@ void bm_rconv_tile(const bm_op *op, const bm_ctx *cx, int y, int x0, int np, flo
  * in both layouts; walk a view's 16-channel chunks at one pixel with bm_chunks below. */
 static inline float *bm_real_at(uint8_t *arena, const bm_view *v, int y, int x, int c) {
     if (!v->blk) return (float *)(arena + v->off) + ((int64_t)y * v->w + x) * v->cs + v->co + c;
-    int ch = v->co + c;
-    return (float *)(arena + v->off) + (((int64_t)(ch / v->blk) * v->h + y) * v->w + x) * v->blk + ch % v->blk;
+    int ch = v->co + c, sh = __builtin_ctz((unsigned)v->blk);  /* blk is a power of two */
+    return (float *)(arena + v->off) + (((int64_t)(ch >> sh) * v->h + y) * v->w + x) * v->blk + (ch & (v->blk - 1));
 }
 
 /* The 16-channel chunks of a view at one pixel, in order: next after every chunk. */
 typedef struct { const float *p; int left, per; int64_t jump; } bm_chunks;
 static inline bm_chunks bm_chunks_at(const float *base, const bm_view *v) {
     bm_chunks k = {base, 1 << 30, 1 << 30, 0};
-    if (v->blk) { k.per = k.left = v->blk / 16; k.jump = (int64_t)v->h * v->w * v->blk - v->blk; }
+    if (v->blk) { k.per = k.left = v->blk >> 4; k.jump = (int64_t)v->h * v->w * v->blk - v->blk; }
     return k;
 }
 static inline void bm_chunks_next(bm_chunks *k) {
