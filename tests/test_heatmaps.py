@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from binmark.data import skeleton
-from binmark.heatmaps import HeatmapCodec, decode, encode, flip_average, flip_back, target_weights
+from binmark.heatmaps import (
+    HeatmapCodec,
+    decode,
+    effective_sigma,
+    encode,
+    flip_average,
+    flip_back,
+    target_weights,
+)
 
 RNG = np.random.default_rng(0)
 POINTS = RNG.uniform(8, 55, size=(2000, 2))
@@ -29,24 +37,68 @@ BOUNDS = {
     ("integer", "quarter"): (0.39, 0.71),
     ("integer", "dark"): (0.39, 0.71),
     ("integer", "soft"): (0.39, 0.71),
+    **{(enc, m): (0.39, 0.71) for enc in ("cunet", "torch7") for m in ("argmax", "quarter", "dark", "soft")},
 }
 
 
 @pytest.mark.parametrize(("encoding", "method"), BOUNDS)
 def test_round_trip_errors(encoding: str, method: str) -> None:
-    coords, _ = decode(_maps(POINTS, encoding), method, sigma=2.0)
+    coords, _ = decode(_maps(POINTS, encoding), method, sigma=effective_sigma(encoding, 2.0))
     err = np.linalg.norm(coords[:, 0] - POINTS, axis=1)
     mean_bound, max_bound = BOUNDS[(encoding, method)]
     assert err.mean() <= mean_bound and err.max() <= max_bound
 
 
-@pytest.mark.parametrize("encoding", ["subpixel", "integer"])
+@pytest.mark.parametrize("encoding", ["subpixel", "integer", "cunet", "torch7"])
 @pytest.mark.parametrize("method", ["argmax", "quarter", "dark", "soft"])
-def test_integer_keypoints_round_trip_within_quarter_pixel(encoding: str, method: str) -> None:
-    pts = RNG.integers(3, 61, size=(200, 2)).astype(float)
-    coords, scores = decode(_maps(pts, encoding), method)
-    assert np.abs(coords[:, 0] - pts).max() <= 0.25
+def test_integer_keypoints_round_trip(encoding: str, method: str) -> None:
+    pts = RNG.integers(8, 56, size=(200, 2)).astype(float)  # as POINTS: DARK's blur needs room
+    coords, scores = decode(_maps(pts, encoding), method, sigma=effective_sigma(encoding, 2.0))
+    assert np.abs(coords[:, 0] - pts).max() <= 1e-4
     np.testing.assert_allclose(scores, 1.0)
+
+
+def test_cunet_encoding_is_the_official_draw_gaussian() -> None:
+    """zhiqiangdon/CU-Net pylib/HumanPts.py draw_gaussian(σ=1): exp(−d²/⌈3σ⌉²) in a 7×7 square."""
+    m = encode(np.array([[10.3, 20.4]]), ONE, 32, 1.0, "cunet")[0]
+    row = m[20, 7:14]
+    np.testing.assert_allclose(row, [0.368, 0.641, 0.895, 1.0, 0.895, 0.641, 0.368], atol=5e-4)
+    np.testing.assert_allclose(row, np.exp(-np.arange(-3, 4) ** 2 / 9.0), rtol=1e-6)
+    assert m[23, 13] == pytest.approx(np.exp(-18 / 9.0), rel=1e-6)  # the window is a square
+    assert (m > 0).sum() == 49 and m[20, 6] == 0 and m[20, 14] == 0 and m[16, 10] == 0
+    assert effective_sigma("cunet", 1.0) == pytest.approx(2.1213, abs=1e-4)
+    assert effective_sigma("cunet", 1.5) == pytest.approx(5 / np.sqrt(2))
+
+
+def _torch_image_gaussian(size: int, sigma: float = 0.25) -> np.ndarray:
+    """Torch's image.gaussian(size) as its C loop writes it (relative σ and mean 0.5, peak 1)."""
+    centre = 0.5 * size + 0.5
+    j = np.arange(size)
+    g = np.exp(-(((j + 1 - centre) / (sigma * size)) ** 2) / 2)
+    return g[:, None] * g[None, :]
+
+
+def test_torch7_encoding_is_image_gaussian_of_size_2r_plus_1() -> None:
+    """hg-train drawGaussian(σ=1): image.gaussian(7) (σ 1.75 px) on the integer pixel."""
+    m = encode(np.array([[10.6, 20.2]]), ONE, 32, 1.0, "torch7")[0]
+    np.testing.assert_allclose(m[17:24, 8:15], _torch_image_gaussian(7), rtol=1e-6)
+    np.testing.assert_allclose(m[20, 8:15], [0.230, 0.520, 0.849, 1.0, 0.849, 0.520, 0.230], atol=5e-4)
+    assert (m > 0).sum() == 49 and m[20, 7] == 0 and m[20, 15] == 0 and m[24, 11] == 0
+    assert effective_sigma("torch7", 1.0) == 1.75
+    m2 = encode(np.array([[16.0, 16.0]]), ONE, 32, 2.0, "torch7")[0]  # face-alignment's 13×13, σ 3.25
+    np.testing.assert_allclose(m2[10:23, 10:23], _torch_image_gaussian(13), rtol=1e-6)
+    assert (m2 > 0).sum() == 169
+
+
+@pytest.mark.parametrize("encoding", ["cunet", "torch7"])
+def test_codec_decodes_with_the_encodings_own_sigma(encoding: str) -> None:
+    codec = HeatmapCodec(64, 16, 1.0, encoding, "soft")
+    assert codec.effective_sigma == effective_sigma(encoding, 1.0) > 1.5
+    pts = 4.0 * np.array([[4 + i, 7] for i in range(5)]) + 1.5  # input pixels of heatmap-pixel centres
+    maps, weights = codec.encode(pts, np.ones(5, bool))
+    coords, _ = codec.decode(maps[None])
+    np.testing.assert_allclose(coords[0], pts, atol=1e-4)
+    assert weights.tolist() == [1.0] * 5
 
 
 def test_encode_shapes_peak_and_window() -> None:
@@ -93,6 +145,8 @@ def test_bad_arguments() -> None:
         encode(np.zeros((1, 2)), ONE, 8, 1.0, "round")
     with pytest.raises(ValueError, match="sigma must be > 0"):
         encode(np.zeros((1, 2)), ONE, 8, 0.0)
+    with pytest.raises(ValueError, match="heatmap encoding 'gauss'"):
+        effective_sigma("gauss", 1.0)
 
 
 class TestFlip:

@@ -9,15 +9,29 @@ and the heatmap (size ``(w, h)``) the stride is s = W / w, and pixel centres map
 (the "unbiased" mapping; HRNet uses x / s, which puts targets 3/8 of a heatmap pixel off at
 stride 4 and needs its one-pixel flip shift to compensate).
 
-Encoding (``encode``), keypoints given in heatmap pixels:
+Encoding (``encode``), keypoints given in heatmap pixels, σ the recipe's ``sigma`` and
+r = ⌈3σ⌉ the window radius:
 
 - ``"subpixel"`` (default): exp(−‖u − p‖² / 2σ²) at the exact location p, over the whole map
   (DARK, Zhang et al., CVPR 2020).
-- ``"integer"``: the same Gaussian centred on the nearest pixel ⌊p + ½⌋, zero beyond 3σ (HRNet,
-  mmpose ``MSRAHeatmap``).
+- ``"integer"``: the same Gaussian centred on the nearest pixel c = ⌊p + ½⌋, zero outside the
+  (2r + 1)² window around c (HRNet ``JointsDataset.generate_target``, mmpose ``MSRAHeatmap``).
+- ``"cunet"``: exp(−‖u − c‖² / r²) in the same window: the official CU-Net code's
+  ``draw_gaussian`` (zhiqiangdon/CU-Net ``pylib/HumanPts.py``), whose exponent divides by r², not
+  2σ², so its effective σ is r/√2 (2.12 px for σ = 1; the row through the peak reads 0.368,
+  0.641, 0.895, 1, 0.895, 0.641, 0.368).
+- ``"torch7"``: the Torch hourglass code's ``drawGaussian`` (hg-train / face-alignment-training
+  ``img.lua``): Torch's ``image.gaussian(2r + 1)``, whose σ is relative to the kernel size
+  (0.25), i.e. 0.25·(2r + 1) px (1.75 px for σ = 1, a 7×7 kernel), in the same window;
+  face-alignment's ``utils._gaussian`` computes the same kernel.
 
-Both have peak 1. A point's target weight is 0 when it is not annotated or its 3σ window lies
-entirely outside the map; its heatmap is then all zeros.
+All have peak 1 at their centre. :func:`effective_sigma` gives each encoding's σ in heatmap pixels,
+the σ the decoders use. The official codes put the centre on the integer pixel of their own
+frame (CU-Net truncates x/s, which at stride 4 is ⌊p + ⅜⌋ in binmark's frame; hg-train rounds);
+binmark rounds in its frame, so the three integer-centred encodings share one unbiased centre.
+
+A point's target weight is 0 when it is not annotated or its window (radius 3σ around p for
+"subpixel", r around c otherwise) lies entirely outside the map; its heatmap is then all zeros.
 
 Decoding (``decode``) returns (N, K, 2) heatmap-pixel coordinates and (N, K) scores (the maximum):
 
@@ -42,9 +56,9 @@ dark          mean 0.0002, max 0.0005          mean 0.382, max 0.702
 soft          mean 0.0049, max 0.0093          mean 0.382, max 0.702
 ============  ===============================  ===============================
 
-From integer-peak targets every method recovers the rounded position (the ±¼ rule sees equal
-neighbours and does not move), so the error is the rounding itself. Integer keypoints
-round-trip through every method to within 1e-4 px.
+From integer-peak targets ("integer", "cunet", "torch7") every method recovers the rounded
+position (the ±¼ rule sees equal neighbours and does not move), so the error is the rounding
+itself. Integer keypoints round-trip through every method and encoding to within 1e-4 px.
 """
 
 from __future__ import annotations
@@ -61,6 +75,7 @@ from binmark.sizes import as_size
 __all__ = [
     "ENCODINGS",
     "DECODINGS",
+    "effective_sigma",
     "encode",
     "target_weights",
     "decode",
@@ -69,25 +84,63 @@ __all__ = [
     "HeatmapCodec",
 ]
 
-ENCODINGS = ("subpixel", "integer")
+ENCODINGS = ("subpixel", "integer", "cunet", "torch7")
 DECODINGS = ("argmax", "quarter", "dark", "soft")
 
 
+def _check_encoding(method: str, sigma: float) -> None:
+    if method not in ENCODINGS:
+        raise ValueError(f"heatmap encoding {method!r} is not one of {ENCODINGS}")
+    if not sigma > 0:
+        raise ValueError(f"heatmap sigma must be > 0, got {sigma}")
+
+
+def _radius(sigma: float) -> int:
+    """The window radius ⌈3σ⌉ of the integer-centred encodings, px."""
+    return math.ceil(3 * sigma - 1e-9)
+
+
+def effective_sigma(method: str, sigma: float) -> float:
+    """The σ, in heatmap pixels, of the Gaussian that encoding ``method`` draws for ``sigma``.
+
+    σ for "subpixel" and "integer"; ⌈3σ⌉/√2 for "cunet"; 0.25·(2⌈3σ⌉ + 1) for "torch7" (see the
+    module docstring). For σ = 1: 1.0, 1.0, 2.12, 1.75.
+    """
+    _check_encoding(method, sigma)
+    r = _radius(sigma)
+    if method == "cunet":
+        return r / math.sqrt(2.0)
+    if method == "torch7":
+        return 0.25 * (2 * r + 1)
+    return float(sigma)
+
+
 def target_weights(
-    keypoints: np.ndarray, visible: np.ndarray, heatmap_size: int | Sequence[int], sigma: float
+    keypoints: np.ndarray,
+    visible: np.ndarray,
+    heatmap_size: int | Sequence[int],
+    sigma: float,
+    method: str = "subpixel",
 ) -> np.ndarray:
-    """(K,) float32 weights: 1 for annotated points whose 3σ window touches the map, else 0.
+    """(K,) float32 weights: 1 for annotated points whose target window touches the map, else 0.
 
     Args:
         keypoints: (K, 2) heatmap pixels.
         visible: (K,) bool.
         heatmap_size: (w, h), or one int.
-        sigma: Gaussian σ in heatmap pixels.
+        sigma: the recipe's σ in heatmap pixels.
+        method: the encoding, which sets the window: radius 3σ around the point for "subpixel",
+            ⌈3σ⌉ around the nearest pixel otherwise.
     """
+    _check_encoding(method, sigma)
     w, h = as_size(heatmap_size)
     kp = np.asarray(keypoints, dtype=np.float64)
-    r = 3.0 * sigma
-    inside = (kp[:, 0] + r >= 0) & (kp[:, 0] - r <= w - 1) & (kp[:, 1] + r >= 0) & (kp[:, 1] - r <= h - 1)
+    with np.errstate(invalid="ignore"):
+        centres, r = (kp, 3.0 * sigma) if method == "subpixel" else (np.floor(kp + 0.5), _radius(sigma))
+        inside = (
+            (centres[:, 0] + r >= 0) & (centres[:, 0] - r <= w - 1)
+            & (centres[:, 1] + r >= 0) & (centres[:, 1] - r <= h - 1)
+        )  # fmt: skip
     ok = np.asarray(visible, dtype=bool) & inside & np.isfinite(kp).all(axis=1)
     return ok.astype(np.float32)
 
@@ -105,27 +158,26 @@ def encode(
         keypoints: (K, 2) keypoints in heatmap pixel coordinates (x, y).
         visible: (K,) bool; unannotated points get an all-zero map.
         heatmap_size: (w, h), or one int for a square map.
-        sigma: Gaussian σ in heatmap pixels.
-        method: "subpixel" or "integer" (see the module docstring).
+        sigma: the recipe's σ in heatmap pixels (what each encoding draws from it: the module
+            docstring and :func:`effective_sigma`).
+        method: "subpixel", "integer", "cunet" or "torch7".
 
     Returns:
         (K, h, w) float32 targets with peak 1.
     """
-    if method not in ENCODINGS:
-        raise ValueError(f"heatmap encoding {method!r} is not one of {ENCODINGS}")
-    if sigma <= 0:
-        raise ValueError(f"heatmap sigma must be > 0, got {sigma}")
+    _check_encoding(method, sigma)
     w, h = as_size(heatmap_size)
     kp = np.asarray(keypoints, dtype=np.float64)
-    weights = target_weights(kp, visible, (w, h), sigma)
-    centres = np.floor(kp + 0.5) if method == "integer" else kp
+    weights = target_weights(kp, visible, (w, h), sigma, method)
+    centres = kp if method == "subpixel" else np.floor(kp + 0.5)
     centres = np.where(np.isfinite(centres), centres, 0.0)
+    s = effective_sigma(method, sigma)
     xs = np.arange(w, dtype=np.float64)
     ys = np.arange(h, dtype=np.float64)
-    gx = np.exp(-((xs[None, :] - centres[:, :1]) ** 2) / (2 * sigma**2))  # (K, w)
-    gy = np.exp(-((ys[None, :] - centres[:, 1:]) ** 2) / (2 * sigma**2))  # (K, h)
-    if method == "integer":  # HRNet's window: nothing beyond 3σ of the rounded centre
-        r = math.ceil(3 * sigma)
+    gx = np.exp(-((xs[None, :] - centres[:, :1]) ** 2) / (2 * s**2))  # (K, w)
+    gy = np.exp(-((ys[None, :] - centres[:, 1:]) ** 2) / (2 * s**2))  # (K, h)
+    if method != "subpixel":  # the (2r + 1)² window around the integer centre
+        r = _radius(sigma)
         gx *= np.abs(xs[None, :] - centres[:, :1]) <= r
         gy *= np.abs(ys[None, :] - centres[:, 1:]) <= r
     maps = gy[:, :, None] * gx[:, None, :] * weights[:, None, None]
@@ -226,7 +278,8 @@ def decode(
     Args:
         heatmaps: (N, K, h, w) tensor or array.
         method: "argmax", "quarter", "dark" or "soft" (see the module docstring).
-        sigma: the targets' σ, for DARK's blur kernel and the soft-argmax window.
+        sigma: the σ of the drawn Gaussians in heatmap pixels (:func:`effective_sigma` of the
+            encoding), for DARK's blur kernel and the soft-argmax window.
 
     Returns:
         ``(coords, scores)``: (N, K, 2) (x, y) heatmap pixels and (N, K) maxima, of the input's
@@ -288,9 +341,10 @@ class HeatmapCodec:
     Args:
         input_size: network input (W, H), px.
         heatmap_size: heatmap (w, h), px; the stride W/w must equal H/h.
-        sigma: Gaussian σ in heatmap pixels.
-        encode: "subpixel" or "integer".
-        decode: "argmax", "quarter", "dark" or "soft".
+        sigma: the recipe's σ in heatmap pixels; the encoding's own σ is :attr:`effective_sigma`.
+        encode: "subpixel", "integer", "cunet" or "torch7".
+        decode: "argmax", "quarter", "dark" or "soft"; "dark" and "soft" use the encoding's
+            effective σ, so decoding matches what was drawn.
     """
 
     def __init__(
@@ -310,16 +364,18 @@ class HeatmapCodec:
                 f"input {self.input_size} and heatmap {self.heatmap_size} sizes need the same "
                 f"stride in x and y, got {sx} and {sy}"
             )
-        if encode not in ENCODINGS:
-            raise ValueError(f"heatmap encoding {encode!r} is not one of {ENCODINGS}")
+        _check_encoding(encode, sigma)
         if decode not in DECODINGS:
             raise ValueError(f"heatmap decoding {decode!r} is not one of {DECODINGS}")
-        if sigma <= 0:
-            raise ValueError(f"heatmap sigma must be > 0, got {sigma}")
         self.stride = sx
         self.sigma = float(sigma)
         self.encode_method = encode
         self.decode_method = decode
+
+    @property
+    def effective_sigma(self) -> float:
+        """σ of the drawn Gaussian in heatmap pixels (:func:`effective_sigma`)."""
+        return effective_sigma(self.encode_method, self.sigma)
 
     def to_heatmap(self, points: np.ndarray) -> np.ndarray:
         """Input pixels → heatmap pixels (exact pixel-centre mapping)."""
@@ -333,11 +389,11 @@ class HeatmapCodec:
         """Targets for (K, 2) keypoints in input pixels: ((K, h, w) heatmaps, (K,) weights)."""
         hm_points = self.to_heatmap(keypoints)
         maps = encode(hm_points, visible, self.heatmap_size, self.sigma, self.encode_method)
-        return maps, target_weights(hm_points, visible, self.heatmap_size, self.sigma)
+        return maps, target_weights(hm_points, visible, self.heatmap_size, self.sigma, self.encode_method)
 
     def decode(self, heatmaps: torch.Tensor | np.ndarray) -> tuple:
         """(N, K, h, w) heatmaps → ((N, K, 2) input-pixel coordinates, (N, K) scores)."""
-        coords, scores = decode(heatmaps, self.decode_method, sigma=self.sigma)
+        coords, scores = decode(heatmaps, self.decode_method, sigma=self.effective_sigma)
         return self.to_input(coords), scores
 
     def __repr__(self) -> str:

@@ -50,7 +50,7 @@ def test_preset_contents() -> None:
         ("weight_scale", "mean", "weight_scale='mean'.*none, channel_mean, learned"),
         ("ste", "ste_sign", "ste='ste_sign'.*clipped, approx, swish"),
         ("kbit", "wag", "kbit='wag'.*dorefa, wage"),
-        ("grad_scale", "max", "grad_scale='max'.*shift, none"),
+        ("grad_scale", "max", "grad_scale='max'.*shift, absolute, official"),
         ("act_bias", "yes", "act_bias='yes'"),
     ],
 )

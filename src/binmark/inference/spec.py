@@ -12,15 +12,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from binmark.data.skeletons import SKELETONS, Skeleton, skeleton
-from binmark.heatmaps import HeatmapCodec
+from binmark.heatmaps import DECODINGS, ENCODINGS, HeatmapCodec
 from binmark.sizes import as_size
 
 __all__ = ["InferenceSpec", "INFERENCE_ATTR"]
 
 #: the attribute under which a loaded model carries its InferenceSpec
 INFERENCE_ATTR = "binmark_inference"
-
-_DECODES = ("argmax", "quarter", "dark", "soft")
 
 
 @dataclass(frozen=True)
@@ -31,7 +29,9 @@ class InferenceSpec:
         skeleton: the keypoint schema of the model's outputs (or a registered schema's name).
         input_size: network input (w, h) in pixels.
         heatmap_size: heatmap (w, h) in pixels.
-        sigma: target Gaussian σ in heatmap pixels (used by the "dark" decoder).
+        sigma: the training recipe's target σ in heatmap pixels.
+        encode: the training targets' encoding ("subpixel", "integer", "cunet", "torch7"); with
+            ``sigma`` it gives the σ the "dark" and "soft" decoders use.
         decode: heatmap decoder ("argmax", "quarter", "dark", "soft").
         padding: the crop is ``padding`` × the box (1.25 as in training).
         output_activation: "sigmoid" for models trained with sigmoid cross-entropy (they output
@@ -43,6 +43,7 @@ class InferenceSpec:
     input_size: tuple[int, int] = (256, 256)
     heatmap_size: tuple[int, int] = (64, 64)
     sigma: float = 2.0
+    encode: str = "subpixel"
     decode: str = "quarter"
     padding: float = 1.25
     output_activation: str | None = None
@@ -53,8 +54,10 @@ class InferenceSpec:
             object.__setattr__(self, "skeleton", skeleton(self.skeleton))
         object.__setattr__(self, "input_size", as_size(self.input_size))
         object.__setattr__(self, "heatmap_size", as_size(self.heatmap_size))
-        if self.decode not in _DECODES:
-            raise ValueError(f"inference spec: decode {self.decode!r} is not one of {_DECODES}")
+        if self.encode not in ENCODINGS:
+            raise ValueError(f"inference spec: encode {self.encode!r} is not one of {ENCODINGS}")
+        if self.decode not in DECODINGS:
+            raise ValueError(f"inference spec: decode {self.decode!r} is not one of {DECODINGS}")
         if self.output_activation not in (None, "sigmoid"):
             raise ValueError(f"inference spec: output_activation must be null or 'sigmoid', got {self.output_activation!r}")
         if not self.padding > 0:
@@ -63,13 +66,13 @@ class InferenceSpec:
     def __repr__(self) -> str:
         return (f"InferenceSpec(skeleton={self.skeleton.name!r} ({self.skeleton.num_keypoints} keypoints), "
                 f"input_size={self.input_size}, heatmap_size={self.heatmap_size}, sigma={self.sigma}, "
-                f"decode={self.decode!r}, padding={self.padding}, output_activation={self.output_activation!r}, "
+                f"encode={self.encode!r}, decode={self.decode!r}, padding={self.padding}, output_activation={self.output_activation!r}, "
                 f"flip_test={self.flip_test})")  # fmt: skip
 
     @property
     def codec(self) -> HeatmapCodec:
         """The heatmap codec of this geometry."""
-        return HeatmapCodec(self.input_size, self.heatmap_size, self.sigma, "subpixel", self.decode)
+        return HeatmapCodec(self.input_size, self.heatmap_size, self.sigma, self.encode, self.decode)
 
     @classmethod
     def from_config(cls, config: Any, schema: Skeleton) -> InferenceSpec:
@@ -79,6 +82,7 @@ class InferenceSpec:
             input_size=config.data.input_size,
             heatmap_size=config.data.heatmap_size,
             sigma=config.data.sigma,
+            encode=config.data.encode,
             decode=config.eval.decode,
             padding=config.data.padding,
             output_activation=config.loss.output_activation,

@@ -22,6 +22,11 @@ binmark's design, built on HRNet's topology (:mod:`binmark.models.hrnet`) and Re
   ``act_bias``). Off: plain sign and PReLU.
 - **fusion** (``binary_fusion``): HRNet's fusion convs (1×1 before upsampling, 3×3/2 chains) as
   binary conv + BN; the identity path of every fusion stays real. Off: real fusion convs.
+- **stem**: HRNet's two 3×3/2 convs, the first real (3×3/2 conv → BN, *no ReLU*), the second a
+  binary unit. The unit's sign reads the BN output directly: after a ReLU its input would never be
+  negative and the sign a constant +1 (sign(0) = +1), so that conv could not see its input. The
+  unit's RPReLU supplies the stem's non-linearity, and its real shortcut (2×2 average pooling of
+  the BN output) carries the signed features past the sign.
 - real-valued: the first 3×3/2 conv and the 1×1 heatmap head.
 """
 
@@ -160,8 +165,8 @@ def binary_layers(spec: QuantSpec, ir_bottleneck: bool, ms_block: bool, react: b
         if binary_fusion
         else (lambda cin, cout, last: conv_bn(cin, cout, 3, 2, relu=not last))
     )
-    stem = lambda: nn.Sequential(  # noqa: E731
-        conv_bn(3, STEM_CHANNELS, 3, 2), BinaryUnit(STEM_CHANNELS, STEM_CHANNELS, 3, 2, spec, react)
+    stem = lambda: nn.Sequential(  # noqa: E731 — no ReLU before the sign (module docstring)
+        conv_bn(3, STEM_CHANNELS, 3, 2, relu=False), BinaryUnit(STEM_CHANNELS, STEM_CHANNELS, 3, 2, spec, react)
     )
     return Layers(
         stem=stem,

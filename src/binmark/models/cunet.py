@@ -19,8 +19,9 @@ Landmark Localization", ECCV 2018, arXiv 1808.02194. Topology from the official 
 Quantization (``quant``, a ``QuantSpec``): as the official W/I/G code, the 3×3 dense convs and the
 heads except the last are quantized; the stem conv, the last head and every 1×1 bottleneck and
 adapter conv stay real (``quantize_1x1=True`` quantizes the 1×1 convs too). The input quantizer sits
-after the ReLU (the code's ``QuanInput2d`` placement); with 1-bit activations the ReLU is dropped so
-the sign sees BN's signed output.
+after the ReLU (the code's ``QuanInput2d`` placement); with 1-bit activations the ReLU in front of
+every sign is dropped (3×3 convs, heads, and with ``quantize_1x1`` the 1×1 convs) so the sign sees
+BN's signed output.
 
 Memory-efficient mode recomputes concatenation + BN + ReLU + 1×1 conv of every dense layer and
 adapter in backward (activation checkpointing of that segment); BN running statistics are updated
@@ -98,12 +99,15 @@ class _NormReluConv(nn.Module):
 
 
 class DenseLayer(nn.Module):
-    """BN-ReLU-1×1 (c → 128) then BN-ReLU-3×3 (128 → 32)."""
+    """BN-ReLU-1×1 (c → 128) then BN-ReLU-3×3 (128 → 32); a ReLU is left out before a sign."""
 
-    def __init__(self, cin: int, conv3: type[nn.Conv2d] | partial, conv1: type[nn.Conv2d] | partial, relu: bool, efficient: bool) -> None:
+    def __init__(
+        self, cin: int, conv3: type[nn.Conv2d] | partial, conv1: type[nn.Conv2d] | partial,
+        relu3: bool, relu1: bool, efficient: bool,
+    ) -> None:  # fmt: skip
         super().__init__()
-        self.bottleneck = _NormReluConv(cin, BOTTLENECK, 1, conv1, True, efficient)
-        self.conv = _NormReluConv(BOTTLENECK, GROWTH, 3, conv3, relu, False)
+        self.bottleneck = _NormReluConv(cin, BOTTLENECK, 1, conv1, relu1, efficient)
+        self.conv = _NormReluConv(BOTTLENECK, GROWTH, 3, conv3, relu3, False)
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
         return self.conv([self.bottleneck(features)])
@@ -119,11 +123,13 @@ class DenseBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, n: int, order: int, skip: bool, layer: dict) -> None:
         super().__init__()
-        conv3, conv1, relu, eff = layer["conv3"], layer["conv1"], layer["relu"], layer["efficient"]
-        self.layers = nn.ModuleList(DenseLayer(cin + _fan_in(i, order) * GROWTH, conv3, conv1, relu, eff) for i in range(n))
+        conv3, conv1, relu3, relu1, eff = (layer[k] for k in ("conv3", "conv1", "relu3", "relu1", "efficient"))
+        self.layers = nn.ModuleList(
+            DenseLayer(cin + _fan_in(i, order) * GROWTH, conv3, conv1, relu3, relu1, eff) for i in range(n)
+        )
         ins = [cin + (_fan_in(i, order) + 1) * GROWTH for i in range(n)]
-        self.ahead = nn.ModuleList(_NormReluConv(c, cout, 1, conv1, True, eff) for c in ins)
-        self.skip = nn.ModuleList(_NormReluConv(c, cout, 1, conv1, True, eff) for c in ins) if skip else None
+        self.ahead = nn.ModuleList(_NormReluConv(c, cout, 1, conv1, relu1, eff) for c in ins)
+        self.skip = nn.ModuleList(_NormReluConv(c, cout, 1, conv1, relu1, eff) for c in ins) if skip else None
         self.order = order
 
     def forward(self, x: list[Tensor], i: int, history: list[Tensor]) -> tuple[Tensor, Tensor | None]:
@@ -161,9 +167,10 @@ class CUNet(nn.Module):
         super().__init__()
         real = nn.Conv2d
         quant = real if spec.is_real else partial(QuantConv2d, spec=spec)
+        signs = spec.act_bits == 1  # a sign must see BN's signed output, not a ReLU's
         layer = {
             "conv3": quant, "conv1": quant if quantize_1x1 else real,
-            "relu": spec.act_bits != 1, "efficient": memory_efficient,
+            "relu3": not signs, "relu1": not (signs and quantize_1x1), "efficient": memory_efficient,
         }  # fmt: skip
         self.num_unets, self.order, self.refine_iters = num_unets, order, refine_iters
         self.supervised = list(supervised)
@@ -174,12 +181,12 @@ class CUNet(nn.Module):
         self.neck = DenseBlock(STEM, STEM, num_unets, order, False, layer)
         self.up = nn.ModuleList(DenseBlock(2 * STEM, STEM, num_unets, order, False, layer) for _ in range(LEVELS))
         self.bridges = nn.ModuleList(
-            _NormReluConv(STEM * (1 + min(i, order)), STEM, 1, layer["conv1"], True, memory_efficient)
+            _NormReluConv(STEM * (1 + min(i, order)), STEM, 1, layer["conv1"], layer["relu1"], memory_efficient)
             for i in range(1, num_unets)
         )  # U-Net i ≥ 1 reads the previous output and the inputs of the last K U-Nets
         last = self.supervised[-1]
         self.heads = nn.ModuleDict({
-            str(i): _NormReluConv(STEM, num_keypoints, 1, real if i == last else quant, layer["relu"] or i == last, False)
+            str(i): _NormReluConv(STEM, num_keypoints, 1, real if i == last else quant, layer["relu3"] or i == last, False)
             for i in self.supervised
         })  # fmt: skip
 

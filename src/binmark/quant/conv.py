@@ -6,7 +6,8 @@ forward computes
     y = conv2d(q_in(g(x)), q_w(g(W)), bias)
 
 where q_in and q_w are the input and weight quantizers chosen by the ``QuantSpec`` and g is the
-gradient quantizer (identity in forward). The modules are exposed as ``input_quantizer``,
+gradient quantizer (identity in forward; with ``grad_scale="official"`` it acts on the weight
+only, as the CU-Net code). The modules are exposed as ``input_quantizer``,
 ``weight_quantizer`` and ``grad_quantizer``; their ``bits`` attributes are the one source of
 truth that :func:`binmark.quant.summary` and the packer read.
 
@@ -95,7 +96,8 @@ class QuantConv2d(nn.Conv2d):
         return self.weight_quantizer(self.grad_quantizer(self.weight))
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.grad_quantizer(x)
+        if getattr(self.grad_quantizer, "inputs", False):
+            x = self.grad_quantizer(x)
         x = self.input_quantizer(x)
         return self._conv_forward(x, self.quantized_weight(), self.bias)
 

@@ -13,7 +13,8 @@ bits           weights / activations
 2..31          ``kbit="dorefa"`` (DoReFa) or ``kbit="wage"`` (CU-Net's fixed point)
 =============  ===========================================================================
 
-Gradients: ``grad_bits < 32`` puts a ``GradQuant`` in front of the layer's input and weight.
+Gradients: ``grad_bits < 32`` puts a ``GradQuant`` in front of the layer's weight and, unless
+``grad_scale="official"`` (the CU-Net code's weight-only rule), its input.
 """
 
 from __future__ import annotations
@@ -72,8 +73,10 @@ class QuantSpec:
         kbit: family of the 2..31-bit quantizers: "dorefa" or "wage".
         ternary: with ``weight_bits=2``, ternary {-α, 0, +α} weights instead of 4-level k-bit.
         center_weights: subtract the mean over input channels before binarizing weights.
-        grad_scale: "shift" (per-tensor power-of-two scale) or "none" (absolute grid, as the
-            CU-Net code); see :mod:`binmark.quant.grad`.
+        grad_scale: "shift" (per-tensor power-of-two scale, input and weight gradients),
+            "absolute" (absolute grid, input and weight gradients) or "official" (the CU-Net
+            code: weight gradients only, on the absolute grid, 1-bit weights with the XNOR
+            gradient's n·(1 − 1/C_in) factor); see :mod:`binmark.quant.grad`.
 
     Raises:
         ValueError: a field is out of range or names an unknown option; the message names the
@@ -113,6 +116,11 @@ class QuantSpec:
             raise ValueError(
                 f"QuantSpec.center_weights=True applies to binary weights; with "
                 f"weight_bits={self.weight_bits} use center_weights=False"
+            )
+        if self.grad_scale == "official" and self.weight_bits == 1 and self.weight_scale != "channel_mean":
+            raise ValueError(
+                f"QuantSpec.grad_scale='official' with binary weights is the code's XNOR gradient, "
+                f"which needs weight_scale='channel_mean', got {self.weight_scale!r}"
             )
         if self.weight_scale != "none" and not (self.weight_bits == 1 or self.ternary):
             raise ValueError(
@@ -191,25 +199,21 @@ def _cunet_w1a8g8() -> QuantSpec:
     """CU-Net's default W/I/G quantization (Tang et al., ECCV 2018; zhiqiangdon/CU-Net
     ``options/train_options.py``: bits_w=1, bits_i=8, bits_g=8): mean-centred binary weights with
     α = mean|W|, WAGE-style 8-bit inputs and 8-bit gradients. The official code overwrites α by
-    re-applying the sign (pure ±1 weights); binmark keeps α, the XNOR scaling the code intends."""
-    return QuantSpec(
-        weight_bits=1,
-        act_bits=8,
-        grad_bits=8,
-        weight_scale="channel_mean",
-        center_weights=True,
-        kbit="wage",
-    )
+    re-applying the sign (pure ±1 weights); binmark keeps α, the XNOR scaling the code intends.
+    Gradients: the code's rule (``grad_scale="official"``)."""
+    return _cunet_wig(1, 8)
 
 
 def _cunet_wig(weight_bits: int, act_bits: int) -> QuantSpec:
     """CU-Net's W/I/G quantization with 8-bit gradients (zhiqiangdon/CU-Net -wig scripts): WAGE
-    fixed-point inputs and gradients; 1-bit weights are mean-centred sign·α, 2-bit weights ternary
-    with the 0.7·mean|W| threshold and no scale, k-bit weights Q(C(W, k), k)."""
+    fixed-point inputs; 1-bit weights are mean-centred sign·α, 2-bit weights ternary with the
+    0.7·mean|W| threshold and no scale, k-bit weights Q(C(W, k), k); the code's weight-gradient
+    rule (``grad_scale="official"``)."""
     if weight_bits == 1:
         return QuantSpec(weight_bits=1, act_bits=act_bits, grad_bits=8, weight_scale="channel_mean",
-                         center_weights=True, kbit="wage")  # fmt: skip
-    return QuantSpec(weight_bits=weight_bits, act_bits=act_bits, grad_bits=8, kbit="wage", ternary=weight_bits == 2)
+                         center_weights=True, kbit="wage", grad_scale="official")  # fmt: skip
+    return QuantSpec(weight_bits=weight_bits, act_bits=act_bits, grad_bits=8, kbit="wage",
+                     ternary=weight_bits == 2, grad_scale="official")  # fmt: skip
 
 
 for _w, _a in ((1, 1), (2, 2), (4, 4), (8, 8)):
@@ -281,14 +285,16 @@ def make_weight_quantizer(spec: QuantSpec, out_channels: int) -> nn.Module:
     if spec.weight_bits == 32:
         return FullPrecision()
     if spec.weight_bits == 1:
-        return BinaryWeight(out_channels, spec.weight_scale, spec.center_weights)
+        official = spec.grad_bits if spec.grad_scale == "official" else None
+        return BinaryWeight(out_channels, spec.weight_scale, spec.center_weights, official)
     if spec.ternary:
         return TernaryWeight(out_channels, spec.weight_scale)
     return DoReFaWeight(spec.weight_bits) if spec.kbit == "dorefa" else WageWeight(spec.weight_bits)
 
 
 def make_grad_quantizer(spec: QuantSpec) -> nn.Module:
-    """Identity in forward that quantizes gradients in backward (identity when grad_bits = 32)."""
+    """Identity in forward that quantizes gradients in backward (identity when grad_bits = 32);
+    ``QuantConv2d`` puts it in front of the weight, and of the input when its ``inputs`` is True."""
     if spec.grad_bits == 32:
         return FullPrecision()
     return GradQuant(spec.grad_bits, spec.grad_scale)

@@ -15,6 +15,11 @@ with α per output channel:
   starts from so that a converted layer keeps its output magnitude (bnn initialises it to 1,
   which makes the first binary outputs ~√(C_in·kh·kw) times too large in a pre-activation net).
 
+Gradient: by default autograd's (the clipped STE through sign, α's own derivative, the centring's
+projection). With ``xnor_grad_bits=k`` (``QuantSpec(grad_scale="official")``), the official
+CU-Net / XNOR-Net-PyTorch gradient instead: :func:`binmark.quant.grad.xnor_weight_grad` of the
+centred weight, with α on the k-bit grid (needs ``"channel_mean"``).
+
 Because a convolution is linear in its weight, α ⊙ sign(W) is the same as scaling each output
 channel by α after a pure ±1 convolution; the packed runtime does the latter.
 
@@ -28,8 +33,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from binmark.quant.kbit import ternarize
-from binmark.quant.sign import sign_ste
+from binmark.quant.grad import xnor_weight_grad
+from binmark.quant.kbit import _check_bits, ternarize
+from binmark.quant.sign import _binarize, sign_ste
 
 __all__ = ["SCALES", "BinaryWeight", "TernaryWeight"]
 
@@ -70,6 +76,22 @@ class _ScaledWeight(nn.Module):
         return f"bits={self.bits}, scale={self.mode!r}"
 
 
+class _OfficialXNORWeight(torch.autograd.Function):
+    """Forward α ⊙ sign(W) of the (centred) weight; backward :func:`xnor_weight_grad`."""
+
+    @staticmethod
+    def forward(ctx, w: Tensor, alpha_bits: int) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(w)
+        ctx.alpha_bits = alpha_bits
+        alpha = w.abs().mean(dim=_channel_dims(w), keepdim=True)
+        return _binarize(w) * alpha
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        (w,) = ctx.saved_tensors
+        return xnor_weight_grad(w, grad, ctx.alpha_bits), None
+
+
 class BinaryWeight(_ScaledWeight):
     """α ⊙ sign(W) per output channel (see the module docstring).
 
@@ -77,15 +99,27 @@ class BinaryWeight(_ScaledWeight):
         out_channels: C_out, needed for the ``"learned"`` scale.
         scale: "none", "channel_mean" or "learned".
         center: subtract the mean over input channels before the sign.
+        xnor_grad_bits: None for autograd's gradient; k (1..32) for the official CU-Net code's
+            gradient with α on the k-bit grid (needs ``scale="channel_mean"``).
     """
 
     bits = 1
 
-    def __init__(self, out_channels: int, scale: str = "channel_mean", center: bool = False) -> None:
+    def __init__(
+        self, out_channels: int, scale: str = "channel_mean", center: bool = False, xnor_grad_bits: int | None = None
+    ) -> None:
         super().__init__(out_channels, scale)
         self.center = bool(center)
+        if xnor_grad_bits is not None:
+            _check_bits(xnor_grad_bits, 1, 32, "BinaryWeight xnor_grad_bits")
+            if scale != "channel_mean":
+                raise ValueError(f"BinaryWeight: the official XNOR gradient needs scale='channel_mean', got {scale!r}")
+        self.xnor_grad_bits = xnor_grad_bits
 
     def forward(self, w: Tensor) -> Tensor:
+        if self.xnor_grad_bits is not None:  # the code centres .data: no gradient through the mean
+            centred = w - w.detach().mean(dim=1, keepdim=True) if self.center else w
+            return _OfficialXNORWeight.apply(centred, self.xnor_grad_bits)
         if self.center:
             w = w - w.mean(dim=1, keepdim=True)
         b = sign_ste(w, 1.0)
@@ -98,7 +132,8 @@ class BinaryWeight(_ScaledWeight):
         return b * _view_per_channel(alpha, w)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", center={self.center}"
+        official = "" if self.xnor_grad_bits is None else f", xnor_grad_bits={self.xnor_grad_bits}"
+        return super().extra_repr() + f", center={self.center}" + official
 
 
 class TernaryWeight(_ScaledWeight):

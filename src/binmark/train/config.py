@@ -70,7 +70,7 @@ class DataConfig:
     input_size: int | list[int] = 256  # (w, h) or one int
     heatmap_size: int | list[int] = 64
     sigma: float = 2.0
-    encode: Literal["subpixel", "integer"] = "subpixel"
+    encode: Literal["subpixel", "integer", "cunet", "torch7"] = "subpixel"  # binmark.heatmaps
     padding: float = 1.25
     augment: dict[str, Any] | None = field(default_factory=dict)  # {} = FAN defaults
     num_workers: int = 0
