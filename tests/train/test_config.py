@@ -135,3 +135,17 @@ def test_distillation_recipes_give_the_kl_term_weight(path: Path) -> None:
     assert kl > 0.5 * task
     flat = Distilled(loss.task, KLDistill(1.0))  # T = 1, weight 1
     assert flat.kl_weight * flat.kl(student, teacher) < 0.05 * task
+
+
+FULL_SCALE = [p for p in CONFIGS if p.parent.name != "synthetic"]
+PAPER_ENCODING = {"hourglass": "torch7", "cunet": "cunet", "hrnet": "integer", "bihrnet": "integer"}
+
+
+@pytest.mark.parametrize("path", FULL_SCALE, ids=[p.name for p in FULL_SCALE])
+def test_full_scale_recipes_follow_their_papers_code(path: Path) -> None:
+    """Each real-data recipe draws its paper's code's targets (docs/data.md) and its header names
+    the paper's number it targets."""
+    cfg = load_config(path)
+    assert cfg.data.encode == PAPER_ENCODING[cfg.model.name], (path.name, cfg.data.encode)
+    header = "".join(line for line in path.read_text().splitlines() if line.startswith("#"))
+    assert "Target:" in header, f"{path.name}: the header does not name the paper's target number"
