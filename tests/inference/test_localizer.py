@@ -109,6 +109,16 @@ def test_spec_round_trips_custom_skeletons() -> None:
         InferenceSpec.from_dict({**spec.to_dict(), "paddding": 1.0})
 
 
+def test_spec_decodes_with_the_training_encodings_sigma() -> None:
+    spec = InferenceSpec(DOT, input_size=64, heatmap_size=16, sigma=1.0, encode="cunet", decode="dark")
+    assert InferenceSpec.from_dict(spec.to_dict()) == spec
+    assert spec.codec.effective_sigma == pytest.approx(3 / np.sqrt(2))
+    old = {k: v for k, v in spec.to_dict().items() if k != "encode"}  # a spec saved before "encode"
+    assert InferenceSpec.from_dict(old).encode == "subpixel"
+    with pytest.raises(ValueError, match="encode 'gauss'"):
+        InferenceSpec(DOT, encode="gauss")
+
+
 def test_clear_errors() -> None:
     with pytest.raises(ValueError, match="skeleton="):
         Localizer(DotNet())

@@ -130,3 +130,10 @@ def test_official_k_bit_weights_quantize_the_weight_gradient_only() -> None:
     x = torch.rand(1, 3, 6, 6).requires_grad_(True)
     (conv(x) * torch.randn(1, 2, 4, 4)).sum().backward()
     assert _on_grid(conv.weight.grad) and not _on_grid(x.grad)
+
+
+def test_official_binary_rule_needs_the_codes_alpha() -> None:
+    with pytest.raises(ValueError, match="grad_scale='official'.*weight_scale='channel_mean'"):
+        QuantSpec(weight_bits=1, act_bits=1, grad_bits=8, weight_scale="none", grad_scale="official")
+    for name in ("cunet_w1a8g8", "cunet_w1a1g8", "cunet_w2a2g8", "cunet_w4a4g8", "cunet_w8a8g8"):
+        assert QuantSpec.preset(name).grad_scale == "official"
