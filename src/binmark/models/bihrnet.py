@@ -2,7 +2,7 @@
 
 Paper: "BiHRNet: A Binary high-resolution network for Human Pose Estimation", arXiv 2311.10296.
 The paper's text gives the ideas (IR Bottleneck "in the initial stage", the multi-scale MS-Block,
-KL + AWing distillation) but not the internals, and no code is public (reference/seeds.md §3).
+KL + AWing distillation) but not the internals, and no code is public (arXiv 2311.10296v1, abstract).
 binmark's design, built on HRNet's topology (:mod:`binmark.models.hrnet`) and ReActNet's blocks
 (Liu et al., ECCV 2020), is documented in docs/models.md; in short:
 

@@ -20,7 +20,7 @@ All add the identity (a 1×1 projection norm → ReLU → conv, always real-valu
 differ). The HPM block follows the authors' code (face-alignment ``ConvBlock``, bnn ``HBlock``):
 406,400 parameters for 256→256 with BN; the bottleneck has 214,016.
 
-The paper's text for variant (c) was not available (reference/seeds.md §1.5); binmark's
+The paper's text for variant (c) was not available to this project; binmark's
 "multiscale" is the HPM block's widths and receptive fields without its hierarchy, which is the
 comparison the ablation is about. Block layer types are arguments (timm style): the same class
 builds the real network (ReLU, ``nn.Conv2d``) and the binary one (identity, ``QuantConv2d`` whose

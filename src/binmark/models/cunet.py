@@ -2,7 +2,7 @@
 
 Paper: Tang, Peng, Geng, Wu, Zhang & Metaxas, "Quantized Densely Connected U-Nets for Efficient
 Landmark Localization", ECCV 2018, arXiv 1808.02194. Topology from the official code
-(zhiqiangdon/CU-Net ``models/cu_net.py``; reference/seeds.md §2), re-implemented:
+(zhiqiangdon/CU-Net ``models/cu_net.py``), re-implemented:
 
 - stem: 7×7/2 conv 3→128 (no bias) → BN → ReLU → 2× max-pool (256² → 128 × 64²);
 - N U-Nets, each 4 down blocks (then 2× max-pool), a neck block at 1/16 of the stem resolution, and
@@ -29,7 +29,7 @@ once, so outputs, gradients and buffers equal the plain mode's.
 
 Iterative refinement (``refine_iters`` > 1): the N U-Nets run again with the same weights, pass p+1
 starting from pass p's final features (the paper's "iterative refinement"; its exact form was not
-found in the paper's available text or the code, reference/seeds.md §2.2). Each pass restarts the
+found in the paper's abstract or in the code). Each pass restarts the
 order-K histories, so the weights see the same channel counts; every pass's supervised outputs are
 returned, the final one last.
 """

@@ -3,7 +3,7 @@
 Paper: Bulat & Tzimiropoulos, "Binarized Convolutional Landmark Localizers for Human Pose
 Estimation and Face Alignment with Limited Resources", ICCV 2017, arXiv 1703.00862.
 Layout: the authors' FAN (1adrianb/face-alignment ``models/fan.py``, face-alignment-training
-``models/fan.lua``; reference/seeds.md §1.3), itself Newell et al.'s stacked hourglass (ECCV 2016):
+``models/fan.lua``), itself Newell et al.'s stacked hourglass (ECCV 2016):
 
 - stem: 7×7 conv stride 2 (3→64, bias) → BN → ReLU → block 64→w/2 → 2× pool → block w/2→w/2 →
   block w/2→w; a 256×256 image becomes w feature maps of 64×64.

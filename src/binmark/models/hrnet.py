@@ -1,8 +1,8 @@
 """HRNet: the high-resolution network for pose (the real-valued base of BiHRNet).
 
 Paper: Sun, Xiao, Liu & Wang, "Deep High-Resolution Representation Learning for Human Pose
-Estimation", CVPR 2019. Topology of leoxiaobin/deep-high-resolution-net.pytorch (reference/seeds.md
-§3.3, conventions.md §6.2), re-implemented:
+Estimation", CVPR 2019. Topology of leoxiaobin/deep-high-resolution-net.pytorch
+(``lib/models/pose_hrnet.py``, ``experiments/*/hrnet/w32_*.yaml``), re-implemented:
 
 - stem: 3×3/2 conv 3→64 → BN → ReLU → 3×3/2 conv 64→64 → BN → ReLU (1/4 resolution);
 - stage 1: 4 bottleneck blocks, 64 → 256;
