@@ -1,7 +1,8 @@
 """The ``binmark`` command line.
 
 Exit status: 0 on success; 2 for a wrong argument, with a one-line reason; 1 for any other
-failure, with a message naming the file or value at fault (``--debug`` shows the traceback).
+failure, with a message naming the file or value at fault (``--debug`` shows the traceback);
+3 (:data:`NOTHING_PROCESSED`) when ``predict`` could process none of its inputs.
 Model options are generated from the model entrypoints' signatures, so ``binmark summary MODEL``
 offers exactly what ``binmark.models.build`` accepts.
 """
@@ -17,7 +18,10 @@ from typing import Any, NoReturn
 
 from binmark import __version__
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "NOTHING_PROCESSED"]
+
+#: exit status of ``binmark predict`` when every input was skipped
+NOTHING_PROCESSED = 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,6 +43,17 @@ def _input_size(text: str) -> tuple[int, int]:
     if len(sizes) != 2 or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size; write H or HxW, e.g. 256x192")
     return sizes[0], sizes[1]
+
+
+def _positive_int(text: str) -> int:
+    """An integer ≥ 1 (underscores allowed, as in 89_478_485)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
 
 
 def _add_model_options(parser: argparse.ArgumentParser, model: str) -> None:
@@ -315,6 +330,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
     from binmark.inference import HaarFaceDetector, Localizer, WholeImage
+    from binmark.inference.images import MAX_PIXELS
     from binmark.inference.run import predict_paths
 
     if args.threads:
@@ -325,18 +341,23 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                     max_batch_size=args.batch_size, smoothing=not args.no_smooth, precision=args.precision)  # fmt: skip
     if args.flip_test:
         loc.spec = replace(loc.spec, flip_test=True)
-    report = predict_paths(loc, args.inputs, args.out, boxes, args.fps, args.min_score, not args.no_draw)
+    report = predict_paths(loc, args.inputs, args.out, boxes, args.fps, args.min_score, not args.no_draw,
+                           args.max_pixels or MAX_PIXELS, args.format == "coco")  # fmt: skip
     found = sum(len(r["instances"]) for r in report["images"].values())
     print(f"{len(report['images'])} image(s) ({found} instance(s)), {len(report['videos'])} video(s), "
           f"{len(report['skipped'])} skipped; wrote {args.out}/predictions.json")  # fmt: skip
+    if not report["images"] and not report["videos"]:
+        print(f"binmark predict: no input could be processed (see 'skipped' in {args.out}/predictions.json)", file=sys.stderr)
+        return NOTHING_PROCESSED
     return 0
 
 
 def _add_predict(sub: Any) -> None:
     p = sub.add_parser("predict", help="landmarks for images, folders and videos (JSON + annotated pictures)",
                        description="Run a model (.bmk, checkpoint) on images, folders and videos. Writes OUT/predictions.json, "
-                       "annotated images (OUT/NAME.png) and videos (OUT/NAME.mp4 + NAME.json). Unreadable files are skipped "
-                       "and listed.")  # fmt: skip
+                       "annotated images (OUT/NAME.png) and videos (OUT/NAME.mp4 + NAME.json); never replaces an input or "
+                       "another file already in OUT. Inputs and boxes that fail are skipped and listed; exit status 3 "
+                       "when no input could be processed.")  # fmt: skip
     p.add_argument("model", help="packed .bmk file or training checkpoint (.pt)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, or folders of them")
     p.add_argument("--out", default="predict_out", help="output folder (default: predict_out)")
@@ -355,6 +376,11 @@ def _add_predict(sub: Any) -> None:
                    "bf16 (fastest, drifts); see docs/deploy.md")  # fmt: skip
     p.add_argument("--min-score", type=float, default=0.0, help="draw points below this score hollow (default: 0)")
     p.add_argument("--no-draw", action="store_true", help="JSON only, no annotated images/videos")
+    p.add_argument("--max-pixels", type=_positive_int,
+                   help="skip images and videos with more pixels per frame, before decoding (default: Pillow's limit, "
+                   "binmark.inference.images.MAX_PIXELS)")
+    p.add_argument("--format", choices=("binmark", "coco"), default="binmark",
+                   help="coco: also write OUT/predictions_coco.json, a COCO keypoint results list")
     p.set_defaults(func=_cmd_predict, parser=p)
 
 

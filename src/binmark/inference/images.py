@@ -3,16 +3,26 @@
 Handled: paths (decoded by Pillow, EXIF orientation applied so the pixels are upright as a viewer
 shows them), PIL images, numpy arrays in RGB or BGR order; grayscale, grayscale + alpha, RGBA
 (alpha dropped), palette images, 16-bit integers (scaled to 8 bits) and floats in [0, 1].
+
+Files larger than ``max_pixels`` (default :data:`MAX_PIXELS`, Pillow's own decompression-bomb
+warning threshold) are refused from their header, before any pixel is decoded: a small file can
+declare a gigapixel image.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ImageReadError", "to_rgb8", "read_image"]
+__all__ = ["ImageReadError", "MAX_PIXELS", "to_rgb8", "read_image"]
+
+#: default pixel limit of :func:`read_image` for files: 89,478,485 px (Pillow's
+#: ``Image.MAX_IMAGE_PIXELS``, ≈ 9459 × 9459; 256 MiB of RGBA). Pillow itself refuses files above
+#: twice that, so larger limits stop there.
+MAX_PIXELS = 89_478_485
 
 
 class ImageReadError(ValueError):
@@ -59,28 +69,43 @@ def to_rgb8(image: np.ndarray, color: str = "rgb", where: str = "image") -> np.n
     return np.ascontiguousarray(a)
 
 
-def read_image(source: Any, color: str = "rgb") -> np.ndarray:
+def read_image(source: Any, color: str = "rgb", max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Any supported image (path, PIL image, array) as (H, W, 3) uint8 RGB.
 
     Args:
         source: a path (str or Path), a ``PIL.Image.Image`` or a numpy array.
         color: channel order of array input ("rgb" or "bgr"); ignored for files and PIL images.
+        max_pixels: files declaring more pixels (width × height) are refused before decoding.
 
     Raises:
-        ImageReadError: the file is missing, truncated or not an image, or the array's shape or
-            type is not an image's.
+        ImageReadError: the file is missing, not a regular file, truncated, not an image or over
+            ``max_pixels``, or the array's shape or type is not an image's.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if isinstance(source, (str, Path)):
         path = Path(source)
+        if path.exists() and not path.is_file():
+            raise ImageReadError(f"{path}: not a regular file")
         try:
-            with Image.open(path) as im:
-                im.load()
-                return _from_pil(ImageOps.exif_transpose(im), str(path))
+            with warnings.catch_warnings():  # the size is checked below, against max_pixels
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as im:
+                    w, h = im.size
+                    if w * h > max_pixels:
+                        raise ImageReadError(
+                            f"{path}: {w} × {h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
+                            "(raise it with --max-pixels / max_pixels= if the image is genuine)"
+                        )
+                    im.load()
+                    return _from_pil(ImageOps.exif_transpose(im), str(path))
         except FileNotFoundError:
             raise ImageReadError(f"{path}: no such file") from None
+        except Image.DecompressionBombError as exc:
+            raise ImageReadError(f"{path}: refused as a decompression bomb ({exc})") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            if isinstance(exc, ImageReadError):
+                raise
             raise ImageReadError(f"{path}: not a readable image ({exc})") from None
     if isinstance(source, Image.Image):
         return _from_pil(source, "PIL image")

@@ -31,7 +31,7 @@ from binmark.inference.images import read_image
 from binmark.inference.smoothing import OneEuroFilter
 from binmark.inference.spec import INFERENCE_ATTR, InferenceSpec
 
-__all__ = ["Localizer", "Result", "FACE_NORMALIZERS"]
+__all__ = ["Localizer", "Result", "FACE_NORMALIZERS", "check_boxes"]
 
 #: skeleton normalizers of face benchmarks: such models detect faces when no boxes are given
 FACE_NORMALIZERS = ("ocular", "box", "bbox")
@@ -41,6 +41,47 @@ BODY_BOX_MARGIN = 1.2
 #: within 0.05 px (mean) of "exact" on a trained model (tests/deploy/test_precision.py; measured
 #: 0.0007 px on the demo's model, docs/deploy.md)
 PRECISION = "fast"
+#: a box side longer than this many times the image's longer side is refused (its crop would be
+#: the image shrunk to a few pixels; such boxes come from unit mix-ups, e.g. normalized vs pixels)
+MAX_BOX_FACTOR = 8.0
+
+
+def check_boxes(boxes: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """Split boxes into usable ones and refused ones, for an image of ``shape`` (H, W[, C]).
+
+    A box (x, y, w, h) in pixels, (x, y) its top-left corner, is refused when a value is not
+    finite, w or h is not positive, it does not overlap the image, or a side exceeds
+    :data:`MAX_BOX_FACTOR` × the image's longer side.
+
+    Returns:
+        ``(kept, refused)``: kept boxes (P', 4) float64 in input order, and (index, reason) for
+        each refused box.
+
+    Raises:
+        ValueError: ``boxes`` is not a (P, 4) array of numbers.
+    """
+    try:
+        b = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"boxes must be (P, 4) numbers (x, y, w, h), got {boxes!r:.80} ({exc})") from None
+    if b.size % 4 or (b.ndim > 1 and b.shape[-1] != 4):
+        raise ValueError(f"boxes must be (P, 4) as (x, y, w, h), got shape {np.shape(b)}")
+    b = b.reshape(-1, 4)
+    h, w = shape[:2]
+    limit = MAX_BOX_FACTOR * max(h, w)
+    kept, refused = [], []
+    for i, (x, y, bw, bh) in enumerate(b):
+        if not np.isfinite(b[i]).all():
+            refused.append((i, f"box {i} {b[i].tolist()} has a non-finite value"))
+        elif bw <= 0 or bh <= 0:
+            refused.append((i, f"box {i} {b[i].tolist()} needs positive width and height (x, y, w, h)"))
+        elif max(bw, bh) > limit:
+            refused.append((i, f"box {i} {b[i].tolist()} is over {MAX_BOX_FACTOR:g}× the {w}×{h} image"))
+        elif x >= w or y >= h or x + bw <= 0 or y + bh <= 0:
+            refused.append((i, f"box {i} {b[i].tolist()} lies outside the {w}×{h} image"))
+        else:
+            kept.append(i)
+    return b[kept], refused
 
 
 @dataclass
@@ -196,15 +237,12 @@ class Localizer:
         """The boxes (P, 4) used for an RGB image: ``boxes`` validated, or the detector's when None.
 
         Raises:
-            ValueError: boxes that are not (P, 4) with positive width and height.
+            ValueError: boxes that are not (P, 4), or a box :func:`check_boxes` refuses.
         """
-        b = self.detector(image) if boxes is None else np.asarray(boxes, dtype=np.float64)
-        if np.size(b) % 4:
-            raise ValueError(f"Localizer: boxes must be (P, 4) as (x, y, w, h), got {np.shape(b)}")
-        b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-        if (b[:, 2:] <= 0).any():
-            raise ValueError(f"Localizer: boxes need positive width and height (x, y, w, h), got {b.tolist()}")
-        return b
+        kept, refused = check_boxes(self.detector(image) if boxes is None else boxes, image.shape)
+        if refused:
+            raise ValueError(f"Localizer: {'; '.join(reason for _, reason in refused)}")
+        return kept
 
     def predict_batch(
         self, images: Sequence[Any], boxes: Sequence[Any] | None = None, color: str = "rgb"
