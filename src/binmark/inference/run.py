@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from binmark.draw import draw_keypoints, write_png
-from binmark.fileio import atomic_write
+from binmark.fileio import atomic_write, temp_path
 from binmark.inference.images import MAX_PIXELS, ImageReadError, read_image
 from binmark.inference.localizer import Localizer, Result, check_boxes
 
@@ -185,7 +185,8 @@ def _predict_video(
             current["frame"] = frame  # track() reads one frame per result it yields
             yield frame
 
-    target, tmp = out / f"{name}.mp4", out / f".{name}.tmp.mp4"
+    target = out / f"{name}.mp4"
+    tmp = temp_path(target, ".mp4")
     writer = None
     records: list[dict[str, Any]] = []
     written: list[str] = []
