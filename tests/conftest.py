@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -20,3 +24,20 @@ def real_values_with_zeros(shape: tuple[int, ...] = (4, 64), clip: float = 1.0) 
     planted = torch.tensor([0.0, clip, -clip, 1.0, -1.0, 0.5, -0.5], dtype=torch.float64)
     flat[: planted.numel()] = planted
     return x
+
+
+@contextlib.contextmanager
+def deadline(seconds: int) -> Iterator[None]:
+    """Fail (TimeoutError) instead of hanging when the block runs longer than ``seconds``: the
+    bound of every test of a case that used to hang (SIGALRM; main thread, POSIX)."""
+
+    def expired(signum: int, frame: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s: this hangs")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

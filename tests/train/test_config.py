@@ -15,6 +15,8 @@ from binmark.train.config import Config, load_config
 from binmark.train.schedule import learning_rate
 from binmark.data import skeleton
 
+from tests.conftest import deadline
+
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml"))
 
 
@@ -53,7 +55,7 @@ def test_file_errors(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: [unclosed\n")
-    with pytest.raises(ValueError, match="bad.yaml is not valid YAML"):
+    with pytest.raises(ValueError, match=r"bad.yaml:2:1: not valid YAML: expected .,. or .\]."):
         load_config(bad)
     typo = tmp_path / "typo.yaml"
     typo.write_text("model:\n  nmae: hourglass\n")
@@ -149,3 +151,54 @@ def test_full_scale_recipes_follow_their_papers_code(path: Path) -> None:
     assert cfg.data.encode == PAPER_ENCODING[cfg.model.name], (path.name, cfg.data.encode)
     header = "".join(line for line in path.read_text().splitlines() if line.startswith("#"))
     assert "Target:" in header, f"{path.name}: the header does not name the paper's target number"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.epochs=-1"], r"train.epochs must be >= 1"),
+        (["train.batch_size=0"], r"'train.batch_size' = 0 must be >= 1"),
+        (["optim.lr=.inf"], r"'optim.lr' = inf must be >= 0"),
+        (["optim.lr=-1e-3"], r"'optim.lr' = -0.001 must be >= 0"),
+        (["data.sigma=0"], r"'data.sigma' = 0.0 must be > 0"),
+        (["data.input_size=[256, 0]"], r"'data.input_size' = \[256, 0\] must be one or two integers >= 1"),
+        (["train.ema=1.5"], r"'train.ema' = 1.5 must be in \(0, 1\)"),
+        (["train.divergence_factor=0.5"], r"'train.divergence_factor' = 0.5 must be 0 \(off\) or > 1"),
+        (["train.epochs=null", "stages=[{name: a, epochs: 2}, {name: b, epochs: 0}]"], r"'stages\[1\].epochs' = 0 must be >= 1"),
+        (["optim.betas=[0.9]"], r"'optim.betas' = \[0.9\] must be two values"),
+        (["train.log_every=0"], r"'train.log_every' = 0 must be >= 1"),
+    ],
+)
+def test_numeric_ranges_name_the_key(overrides: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_config(None, overrides)
+
+
+def test_yaml_alias_bombs_and_recursion_are_refused_quickly(tmp_path: Path) -> None:
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("model:\n  options:\n    " + "\n    ".join(levels) + "\n")
+    assert bomb.stat().st_size < 1100  # 10⁹ values when expanded
+    with deadline(30), pytest.raises(ValueError, match=r"bomb.yaml: the YAML expands to more than 100,000 values"):
+        load_config(bomb)
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("model:\n  options: &x\n    more: *x\n")
+    with pytest.raises(ValueError, match=r"loop.yaml:\d+: a YAML alias refers to itself"):
+        load_config(loop)
+    with pytest.raises(ValueError, match=r"override 'model.options=\[1, 2':1:6: not valid YAML"):
+        load_config(None, ["model.options=[1, 2"])
+    # ordinary anchors still work
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("model:\n  options: &o {width: 16}\ndata:\n  augment: {}\n")
+    assert load_config(ok).model.options == {"width": 16}
+
+
+def test_config_paths_that_are_not_files(tmp_path: Path) -> None:
+    import os
+
+    with pytest.raises(ValueError, match="is not a regular file"):
+        load_config(tmp_path)
+    os.mkfifo(tmp_path / "fifo.yaml")
+    with deadline(10), pytest.raises(ValueError, match="fifo.yaml is not a regular file"):
+        load_config(tmp_path / "fifo.yaml")  # reading it would block forever

@@ -243,3 +243,79 @@ def test_a_teacher_of_the_wrong_architecture_is_refused(tiny: list[str], tmp_pat
     student = load_config(None, tiny + ["train.epochs=1", f"loss.distill={{teacher: {tmp_path / 'pose' / 'last.pt'}}}"])
     with pytest.raises(ValueError, match=r"teacher checkpoint .*\(hourglass, 16 keypoints\) predicts heatmaps \(16, 16, 16\) for 64x64 inputs; the student needs \(68, 16, 16\)"):
         Trainer(student)
+
+
+def test_an_infinite_learning_rate_is_refused_by_the_config(tiny: list[str]) -> None:
+    with pytest.raises(ValueError, match=r"'optim.lr' = inf must be >= 0"):
+        load_config(None, tiny + ["optim.lr=.inf"])
+
+
+@pytest.mark.parametrize("every", [0, 1])
+def test_no_checkpoint_ever_holds_non_finite_state(tiny: list[str], tmp_path: Path, every: int) -> None:
+    # a finished run of another config left a good last.pt in the folder; the diverging run must
+    # never call that file its own last good checkpoint (with every = 0 it writes none of its own)
+    Trainer(load_config(None, tiny + ["train.epochs=1"])).fit()
+    before = (tmp_path / "run" / "last.pt").read_bytes()
+    cfg = load_config(None, tiny + ["optim.name=sgd", "optim.lr=1e6", "model.quant=real", "train.clip_binary_weights=false",
+                                    f"train.checkpoint_every={every}", "train.epochs=4"])  # fmt: skip
+    named = r"the last good checkpoint is .*last.pt" if every else "this run has written no checkpoint yet"
+    with pytest.raises(TrainingDiverged, match=r"(became non-finite|loss became|diverged).* " + named):
+        Trainer(cfg).fit()
+    if not every:
+        assert (tmp_path / "run" / "last.pt").read_bytes() == before
+    for name in ("last.pt", "best.pt", "main.pt"):
+        if (tmp_path / "run" / name).is_file():
+            state = load_checkpoint(tmp_path / "run" / name)["model"]
+            assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()), name
+
+
+def test_a_growing_loss_stops_the_run_naming_a_finite_checkpoint(tiny: list[str], tmp_path: Path) -> None:
+    cfg = load_config(None, tiny + ["train.epochs=20", "train.checkpoint_every=2", "train.divergence_factor=100"])
+    trainer = Trainer(cfg)
+    task, calls = trainer.loss_fn, [0]
+
+    def growing(*args, **kwargs):  # finite everywhere, ×2 per step after 24 steps
+        calls[0] += 1
+        return task(*args, **kwargs) * 2.0 ** max(0, calls[0] - 24)
+
+    trainer.loss_fn = growing
+    with pytest.raises(TrainingDiverged, match=r"the loss diverged \(smoothed .* over train.divergence_factor = 100 × its minimum .* the last good checkpoint is .*last.pt"):
+        trainer.fit()
+    assert 24 < calls[0] < 45
+    state = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    # with the test off the same run goes on (the loss stays finite)
+    calls[0] = 0
+    off = Trainer(load_config(None, tiny + ["train.epochs=6", "train.divergence_factor=0", f"output_dir={tmp_path / 'off'}"]))
+    task_off = off.loss_fn
+    off.loss_fn = lambda *a, **k: task_off(*a, **k) * 2.0 ** max(0, (calls.__setitem__(0, calls[0] + 1) or calls[0]) - 24)
+    off.fit()
+
+
+def test_a_bad_later_stage_fails_before_anything_trains_or_is_written(tiny: list[str], tmp_path: Path) -> None:
+    stages = "stages=[{name: real, epochs: 1, quant: real}, {name: binary, epochs: 1, quant: bulat71}]"
+    cfg = load_config(None, tiny + ["train.epochs=null", stages])
+    with pytest.raises(ValueError, match=r"stage 'binary' \(quant 'bulat71'\).*bulat17"):
+        Trainer(cfg)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="unknown config key 'data.augment.rotation'"):
+        Trainer(load_config(None, tiny + ["data.augment={rotation: 10}"]))
+    assert not (tmp_path / "run").exists()
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(tiny: list[str], tmp_path: Path, capsys) -> None:
+    Trainer(load_config(None, tiny)).fit()
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if " img/s ETA " in ln]
+    assert len(lines) >= 2  # at least each epoch's end
+    assert lines[0].startswith("main epoch 1/2 step 6/6 (run 6/12) loss ") and lines[-1].endswith("ETA 0s")
+
+
+def test_a_time_based_checkpoint_is_written_within_the_first_epoch(tiny: list[str], tmp_path: Path, monkeypatch) -> None:
+    import binmark.train.trainer as trainer_module
+
+    saved = []
+    real_save = trainer_module.save_checkpoint
+    monkeypatch.setattr(trainer_module, "save_checkpoint", lambda path, payload: (saved.append((Path(path).name, dict(payload["position"]))), real_save(path, payload)))
+    Trainer(load_config(None, tiny + ["train.epochs=1", "train.checkpoint_minutes=1e-9"])).fit()
+    mid = [pos["batch"] for name, pos in saved if name == "last.pt" and 0 < pos["batch"] < 6]
+    assert mid == [1, 2, 3, 4, 5]  # at every log step (log_every 1), since any time has passed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ __all__ = [
     "EvalConfig",
     "StageConfig",
     "load_config",
+    "load_yaml",
+    "check_ranges",
+    "RANGES",
     "from_dict",
     "apply_overrides",
     "config_to_dict",
@@ -140,6 +144,8 @@ class TrainConfig:
     ema: float | None = None  # EMA decay of the weights, e.g. 0.999
     clip_binary_weights: bool = True  # keep latent binary weights in [-1, 1] (BinaryConnect)
     checkpoint_every: int = 0  # also checkpoint every N steps (0: only at epoch ends)
+    checkpoint_minutes: float = 10.0  # also checkpoint when this long has passed since the last save (0: off)
+    divergence_factor: float = 100.0  # stop when the smoothed loss exceeds this × its stage minimum (0: off)
     log_every: int = 10  # steps
     eval_every: int = 1  # epochs (0: only at the end)
     threads: int | None = None  # torch CPU threads
@@ -189,6 +195,59 @@ class Config:
         names = [s.name for s in self.stages or []]
         if len(set(names)) != len(names):
             raise ValueError(f"config: stage names must be unique, got {names}")
+        check_ranges(self)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+_POSITIVE = ("> 0", lambda v: _finite(v) and v > 0)
+_AT_LEAST_1 = (">= 1", lambda v: _finite(v) and v >= 1)
+_AT_LEAST_0 = (">= 0", lambda v: _finite(v) and v >= 0)
+_UNIT = ("in [0, 1)", lambda v: _finite(v) and 0 <= v < 1)
+_SIZE = ("one or two integers >= 1", lambda v: all(_finite(x) and x >= 1 for x in (v if isinstance(v, list) else [v]))
+         and len(v if isinstance(v, list) else [v]) in (1, 2))  # fmt: skip
+
+#: numeric ranges of config keys (None always allowed where the type allows it); a value outside
+#: is an error naming the key
+RANGES: dict[str, tuple[str, Any]] = {
+    "model.num_keypoints": _AT_LEAST_1,
+    "data.input_size": _SIZE, "data.heatmap_size": _SIZE, "data.sigma": _POSITIVE, "data.padding": _POSITIVE,
+    "data.num_workers": _AT_LEAST_0, "data.train.size": _AT_LEAST_1, "data.val.size": _AT_LEAST_1,
+    "loss.distill.temperature": _POSITIVE, "loss.distill.kl_weight": _AT_LEAST_0, "loss.distill.task_weight": _AT_LEAST_0,
+    "optim.lr": _AT_LEAST_0, "optim.weight_decay": _AT_LEAST_0, "optim.momentum": _UNIT, "optim.alpha": _UNIT,
+    "optim.eps": _POSITIVE, "optim.grad_clip": _POSITIVE,
+    "optim.betas": ("two values in [0, 1)", lambda v: len(v) == 2 and all(_UNIT[1](b) for b in v)),
+    "schedule.warmup_epochs": _AT_LEAST_0, "schedule.step_size": _POSITIVE, "schedule.min_lr": _AT_LEAST_0,
+    "schedule.milestones": (">= 0 each", lambda v: all(_AT_LEAST_0[1](m) for m in v)),
+    "schedule.gamma": ("> 0 (each)", lambda v: all(_POSITIVE[1](g) for g in (v if isinstance(v, list) else [v]))),
+    "train.epochs": _AT_LEAST_1, "train.batch_size": _AT_LEAST_1, "train.ema": ("in (0, 1)", lambda v: _finite(v) and 0 < v < 1),
+    "train.checkpoint_every": _AT_LEAST_0, "train.checkpoint_minutes": _AT_LEAST_0, "train.log_every": _AT_LEAST_1,
+    "train.divergence_factor": ("0 (off) or > 1", lambda v: _finite(v) and (v == 0 or v > 1)),
+    "train.eval_every": _AT_LEAST_0, "train.threads": _AT_LEAST_1, "eval.batch_size": _AT_LEAST_1,
+    "stages[].epochs": _AT_LEAST_1, "stages[].lr": _AT_LEAST_0,
+}  # fmt: skip
+
+
+def check_ranges(config: Config) -> None:
+    """Every key of :data:`RANGES` within its range.
+
+    Raises:
+        ValueError: naming the key, its value and the range.
+    """
+    for key, (text, ok) in RANGES.items():
+        head, _, rest = key.partition("[].")
+        if rest:  # one value per stage
+            values = [(f"{head}[{i}].{rest}", getattr(item, rest)) for i, item in enumerate(getattr(config, head) or [])]
+        else:
+            node: Any = config
+            for part in key.split("."):
+                node = getattr(node, part) if node is not None else None
+            values = [(key, node)]
+        for where, value in values:
+            if value is not None and not ok(value):
+                raise ValueError(f"config key '{where}' = {value!r} must be {text}")
 
 
 def _type_name(tp: Any) -> str:
@@ -261,6 +320,73 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+#: most nodes a YAML document may stand for, each alias counted at every use: a few hundred bytes
+#: of nested aliases ("billion laughs") otherwise expand to gigabytes when the config is copied
+MAX_YAML_NODES = 100_000
+
+
+def _yaml_problem(exc: yaml.YAMLError, where: str) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    at = f"{where}:{mark.line + 1}:{mark.column + 1}" if mark is not None else where
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    return f"{at}: not valid YAML: {problem}" + (f" ({context})" if context else "")
+
+
+def _expanded_size(root: yaml.Node, where: str) -> int:
+    """Nodes ``root`` stands for with every alias expanded (iterative; recursive aliases refused)."""
+    size: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        if id(node) in size:
+            continue
+        if isinstance(node, yaml.MappingNode):
+            children = [c for pair in node.value for c in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        if done:
+            open_.discard(id(node))
+            size[id(node)] = 1 + sum(size[id(c)] for c in children)
+            if size[id(node)] > MAX_YAML_NODES:
+                raise ValueError(f"{where}: the YAML expands to more than {MAX_YAML_NODES:,} values (nested aliases); write it out plainly")
+            continue
+        if id(node) in open_:
+            raise ValueError(f"{where}:{node.start_mark.line + 1}: a YAML alias refers to itself; configs cannot be recursive")
+        open_.add(id(node))
+        stack.append((node, True))
+        stack += [(c, False) for c in children if id(c) not in size]
+    return size[id(root)]
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """Parse YAML safely (no Python objects), with alias expansion bounded by
+    :data:`MAX_YAML_NODES`.
+
+    Raises:
+        ValueError: naming ``where`` and the line and column of a syntax error, or the bound.
+    """
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ValueError(_yaml_problem(exc, where)) from None
+    except RecursionError:
+        raise ValueError(f"{where}: the YAML is nested too deeply") from None
+    if node is None:
+        return None
+    _expanded_size(node, where)
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ValueError(_yaml_problem(exc, where)) from None
+    finally:
+        loader.dispose()
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b=value`` overrides (values parsed as YAML) to a raw config dict."""
     out = yaml.safe_load(yaml.safe_dump(data)) or {}
@@ -277,7 +403,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if not isinstance(child, dict):
                 raise ValueError(f"override {item!r}: '{part}' is not a mapping")
             node = child
-        node[parts[-1]] = yaml.safe_load(text)
+        node[parts[-1]] = load_yaml(text, f"override {item!r}")
     return out
 
 
@@ -291,12 +417,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
-        if not p.is_file():
+        if not p.exists():
             raise FileNotFoundError(f"config file {p} does not exist")
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ValueError(f"config file {p} is not valid YAML: {exc}") from None
+        if not p.is_file():
+            raise ValueError(f"config file {p} is not a regular file")
+        data = load_yaml(p.read_text(encoding="utf-8"), f"config file {p}") or {}
         if not isinstance(data, dict):
             raise ValueError(f"config file {p} must hold a mapping at the top level")
     data = apply_overrides(data, overrides or [])

@@ -2,20 +2,27 @@
 
 ``OUTPUT_DIR/log.jsonl`` gets one JSON object per line (``{"step": …, "loss": …}`` or
 ``{"event": "config", …}``), flushed at once so a killed run keeps its log; a resumed run appends.
-TensorBoard event files go to ``OUTPUT_DIR/tb``. Progress bars show only on a terminal.
+TensorBoard event files go to ``OUTPUT_DIR/tb``. Progress: tqdm bars on a terminal; otherwise
+(nohup, CI, cluster jobs) a plain line on stderr every :data:`PROGRESS_SECONDS` and at each
+epoch's end.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-__all__ = ["RunLogger"]
+__all__ = ["RunLogger", "PROGRESS_SECONDS"]
+
+#: seconds between plain progress lines when stderr is not a terminal
+PROGRESS_SECONDS = 30.0
 
 
 class _Silent:
@@ -29,6 +36,8 @@ class RunLogger:
 
     def __init__(self, out: Path, enabled: bool = True) -> None:
         self.enabled = enabled
+        self.plain = enabled and not sys.stderr.isatty()  # no bars: print progress lines instead
+        self._last_line = time.monotonic()
         self._tb: Any = None
         self._file = None
         if enabled:
@@ -68,6 +77,14 @@ class RunLogger:
         if not self.enabled:
             return _Silent()
         return tqdm(total=total, desc=desc, leave=False, disable=None, dynamic_ncols=True)
+
+    def heartbeat(self, line: Callable[[], str], force: bool = False) -> None:
+        """Print ``line()`` to stderr when progress bars are off and :data:`PROGRESS_SECONDS` have
+        passed since the last line (or ``force``); ``line`` is only called then."""
+        if not self.plain or (not force and time.monotonic() - self._last_line < PROGRESS_SECONDS):
+            return
+        print(line(), file=sys.stderr, flush=True)
+        self._last_line = time.monotonic()
 
     def close(self) -> None:
         if self._tb is not None:

@@ -49,11 +49,17 @@ __all__ = ["Trainer", "TrainingDiverged", "EpochBatches", "LOWER_IS_BETTER", "RU
 LOWER_IS_BETTER = {"NME"}
 DEFAULT_METRIC = {"pckh": "Mean", "pck": "Mean", "coco": "AP", "nme": "NME"}
 # config keys a resumed run may change: they do not affect the result
-RUNTIME_KEYS = ("data.num_workers", "train.device", "train.log_every", "train.threads", "output_dir", "eval.batch_size")
+RUNTIME_KEYS = ("data.num_workers", "train.device", "train.log_every", "train.threads", "output_dir", "eval.batch_size",
+                "train.checkpoint_minutes", "train.divergence_factor")  # fmt: skip
+#: steps of a stage before the divergence test starts (the smoothed loss needs a few values)
+DIVERGENCE_WARMUP = 20
+#: smoothing of the loss for the divergence test: ema ← β·ema + (1 − β)·loss
+DIVERGENCE_BETA = 0.9
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite or grew by ``train.divergence_factor``, or the weights or
+    BN statistics became non-finite."""
 
 
 class EpochBatches(Sampler[list[int]]):
@@ -131,17 +137,31 @@ class Trainer:
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         self.out = Path(config.output_dir)
-        self.log = RunLogger(self.out, enabled=self.dist.is_main)
         self.train_set = build_split(config.data, "train")
         self.val_set = build_split(config.data, "val")
         self.schema = self.train_set.skeleton
         self.codec = build_codec(config.data, config.eval.decode)
+        self.augment = build_augment(config.data)
         self.loss_fn = build_loss(config.loss).to(self.device)
         self.teacher = self._load_teacher() if config.loss.distill else None
         self.stages = config.stages or [StageConfig("main", config.train.epochs or 1, config.model.quant, None)]
+        self._check_stages()
         self.position = {"stage": 0, "epoch": 0, "batch": 0, "step": 0}
         self.best: dict[str, Any] = {}
+        #: the newest checkpoint this run wrote or resumed from (all of its tensors are finite)
+        self.last_saved: Path | None = None
+        self.log = RunLogger(self.out, enabled=self.dist.is_main)  # the first thing written: after every check
         self.resume_state = self._read_resume(resume) if resume else None
+
+    def _check_stages(self) -> None:
+        """Build every stage's network on the meta device (no memory, no compute), so that a bad
+        quant or option of a later stage fails now, before the first stage trains."""
+        for stage in self.stages:
+            try:
+                with torch.device("meta"):
+                    model_from_arch(architecture(self.cfg, self.schema, stage.quant))
+            except (ValueError, TypeError, KeyError) as exc:
+                raise ValueError(f"config stage {stage.name!r} (quant {stage.quant!r}): {exc}") from None
 
     # --- teacher ------------------------------------------------------------------------------
     def _load_teacher(self) -> nn.Module:
@@ -174,6 +194,7 @@ class Trainer:
             raise ValueError(f"checkpoint {path} was trained with another config; it differs in: " + "; ".join(diffs[:8]))
         self.position = dict(ckpt["position"])
         self.best = dict(ckpt.get("best", {}))
+        self.last_saved = path
         self.log.event("resume", checkpoint=str(path), **self.position)
         return ckpt
 
@@ -242,13 +263,17 @@ class _StageRun:
         if trainer.dist.enabled:
             ids = [trainer.device.index] if trainer.device.type == "cuda" else None
             self.wrapped = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        self.data = TopDownDataset(trainer.train_set, trainer.codec, trainer.schema, build_augment(cfg.data), cfg.data.padding, cfg.train.seed)
+        self.data = TopDownDataset(trainer.train_set, trainer.codec, trainer.schema, trainer.augment, cfg.data.padding, cfg.train.seed)
         n, world = len(self.data), trainer.dist.world_size
         self.steps_per_epoch = n // (cfg.train.batch_size * world)
         if self.steps_per_epoch < 1:
             raise ValueError(f"the training set has {n} samples, fewer than one global batch ({cfg.train.batch_size} × {world} ranks)")
         self.total_steps = self.steps_per_epoch * stage.epochs
         self.clip = binary_weights(model) if cfg.train.clip_binary_weights else []
+        self.smoothed: float | None = None  # the divergence test's smoothed loss and its minimum
+        self.floor = math.inf
+        self.steps_seen = 0
+        self.saved_at = time.monotonic()
 
     def restore(self, ckpt: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -257,7 +282,35 @@ class _StageRun:
             self.ema.load_state_dict(ckpt["ema"])
         set_rng_state(ckpt["rng"])
 
-    def _checkpoint(self, name: str) -> None:
+    def _agree(self, *flags: bool, op: str = "min") -> list[bool]:
+        """Each flag combined over every rank (all of them call this together): "min" — true on
+        every rank, "max" — true on any."""
+        if not self.t.dist.enabled:
+            return list(flags)
+        value = torch.tensor([float(f) for f in flags], device=self.t.device)
+        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MIN if op == "min" else torch.distributed.ReduceOp.MAX)
+        return [bool(v) for v in value.tolist()]
+
+    def _diverged(self, reason: str, when: str) -> TrainingDiverged:
+        last = self.t.last_saved
+        where = f"the last good checkpoint is {last}" if last is not None else "this run has written no checkpoint yet"
+        return TrainingDiverged(f"{reason} {when} of stage {self.stage.name!r}; {where}. Lower optim.lr or set optim.grad_clip.")
+
+    def _check_state(self) -> None:
+        """Every floating-point parameter and buffer (BN statistics included) of the model and its
+        EMA copy is finite, on every rank; otherwise :class:`TrainingDiverged`."""
+        states = [self.model.state_dict()] + ([self.ema.state_dict()] if self.ema else [])
+        bad = [k for state in states for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if not self._agree(not bad)[0]:
+            raise self._diverged(f"{len(bad)} weight or statistics tensors became non-finite ({', '.join(bad[:3]) or 'on another rank'})",
+                                 f"after step {self.t.position['step']}")  # fmt: skip
+
+    def _checkpoint(self, name: str, checked: bool = False) -> None:
+        """Write ``name`` (rank 0). Every rank calls it, unless ``checked``: the caller has just run
+        :meth:`_check_state` on every rank."""
+        if not checked:
+            self._check_state()  # a checkpoint is never written with non-finite state
+        self.saved_at = time.monotonic()
         if not self.t.dist.is_main:
             return
         save_checkpoint(self.t.out / name, {
@@ -266,6 +319,7 @@ class _StageRun:
             "position": dict(self.t.position), "best": dict(self.t.best), "rng": rng_state(),
             "arch": self.arch, "config": config_to_dict(self.t.cfg), "stage": self.stage.name,
         })  # fmt: skip
+        self.t.last_saved = self.t.out / name
 
     def train(self) -> Report | None:
         pos, cfg = self.t.position, self.t.cfg
@@ -316,13 +370,35 @@ class _StageRun:
             pos["step"] += 1
             seen += len(images) * self.t.dist.world_size
             bar.update(1)
+            rate = seen / max(time.perf_counter() - tic, 1e-9)
             if pos["step"] % cfg.train.log_every == 0:
-                rate = seen / max(time.perf_counter() - tic, 1e-9)
                 self.t.log.scalars(pos["step"], stage=self.stage.name, epoch=epoch, loss=loss, lr=lr, images_per_s=rate)
                 bar.set_postfix(loss=f"{loss:.4g}")
-            if cfg.train.checkpoint_every and pos["step"] % cfg.train.checkpoint_every == 0:
+                self._check_state()
+            self.t.log.heartbeat(lambda: self._status(epoch, loss, rate))
+            if self._checkpoint_due():
                 self._checkpoint("last.pt")
         bar.close()
+        self.t.log.heartbeat(lambda: self._status(epoch, loss, rate), force=True)
+
+    def _checkpoint_due(self) -> bool:
+        """``checkpoint_every`` steps, or (checked at log steps, agreed by all ranks)
+        ``checkpoint_minutes`` since the last save."""
+        cfg, step = self.t.cfg.train, self.t.position["step"]
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            return True
+        if not cfg.checkpoint_minutes or step % cfg.log_every:
+            return False
+        return self._agree(time.monotonic() - self.saved_at >= 60.0 * cfg.checkpoint_minutes, op="max")[0]
+
+    def _status(self, epoch: int, loss: float, rate: float) -> str:
+        """One progress line: stage, epoch, step, loss, images/s and the whole run's ETA."""
+        t, pos = self.t, self.t.position
+        total = sum(s.epochs for s in t.stages) * self.steps_per_epoch
+        images_left = (total - pos["step"]) * t.cfg.train.batch_size * t.dist.world_size
+        eta = images_left / rate if rate > 0 else math.inf
+        return (f"{self.stage.name} epoch {epoch + 1}/{self.stage.epochs} step {pos['batch']}/{self.steps_per_epoch} "
+                f"(run {pos['step']}/{total}) loss {loss:.4g} {rate:.1f} img/s ETA {_duration(eta)}")  # fmt: skip
 
     def _step(self, images: torch.Tensor, heatmaps: torch.Tensor, weights: torch.Tensor) -> tuple[float, float]:
         t, cfg = self.t, self.t.cfg
@@ -337,7 +413,7 @@ class _StageRun:
                 with torch.no_grad():
                     extra["teacher"] = t.teacher(images.to(t.teacher_device))[-1].float().to(t.device)
             loss = t.loss_fn(out, heatmaps, weights, **extra)
-        self._check_finite(loss)
+        self._check_loss(loss)
         self.scaler.scale(loss).backward()
         if cfg.optim.grad_clip:
             self.scaler.unscale_(self.optimizer)
@@ -356,17 +432,27 @@ class _StageRun:
         pos = self.t.position
         return pos["epoch"] * self.steps_per_epoch + pos["batch"]
 
-    def _check_finite(self, loss: torch.Tensor) -> None:
-        finite = torch.isfinite(loss.detach()).float().reshape(1)
-        if self.t.dist.enabled:  # every rank stops together, none waits forever in all-reduce
-            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-        if finite.item() < 1:
-            pos = self.t.position
-            last = self.t.out / "last.pt"
-            where = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
-            raise TrainingDiverged(
-                f"the loss became {float(loss.detach())} at stage {self.stage.name!r}, epoch {pos['epoch'] + 1}, "
-                f"step {pos['step'] + 1}; {where}. Lower optim.lr or set optim.grad_clip."
+    def _check_loss(self, loss: torch.Tensor) -> None:
+        """Stop (every rank together) on a non-finite loss, or when the smoothed loss exceeds
+        ``train.divergence_factor`` × its minimum in this stage (after DIVERGENCE_WARMUP steps)."""
+        value = float(loss.detach())
+        factor = self.t.cfg.train.divergence_factor
+        grew = False
+        if math.isfinite(value):
+            self.smoothed = value if self.smoothed is None else DIVERGENCE_BETA * self.smoothed + (1 - DIVERGENCE_BETA) * value
+            self.steps_seen += 1
+            if self.steps_seen >= DIVERGENCE_WARMUP:
+                grew = bool(factor) and self.floor > 0 and self.smoothed > factor * self.floor
+                self.floor = min(self.floor, self.smoothed)
+        finite, steady = self._agree(math.isfinite(value), not grew)  # every rank stops together
+        pos = self.t.position
+        when = f"at step {pos['step'] + 1} (epoch {pos['epoch'] + 1})"
+        if not finite:
+            raise self._diverged(f"the loss became {value}" if not math.isfinite(value) else "the loss became non-finite on another rank", when)
+        if not steady:
+            raise self._diverged(
+                f"the loss diverged (smoothed {self.smoothed:.4g}, over train.divergence_factor = {factor:g} × its minimum "
+                f"{self.floor:.4g} in this stage; 0 turns the test off)", when
             )
 
     def _evaluate(self) -> Report | None:
@@ -375,6 +461,7 @@ class _StageRun:
         shard = _Shard(t.val_set, t.dist.rank, t.dist.world_size) if t.dist.enabled else t.val_set
         ev = Evaluator(shard, t.codec, cfg.eval.flip_test, cfg.eval.batch_size, device=t.device, padding=cfg.data.padding, output_activation=cfg.loss.output_activation)
         parts = D.all_gather_objects(ev.predict(model), t.dist)
+        self._check_state()  # on every rank, for the best.pt that rank 0 may write below
         if not t.dist.is_main:
             return None
         merged = _merge(parts)
@@ -388,5 +475,15 @@ class _StageRun:
         t.log.scalars(t.position["step"], stage=self.stage.name, epoch=t.position["epoch"], **values, **{"val/samples": len(merged.coords)})
         if not math.isnan(value) and (not t.best or better(value, t.best["value"])):
             t.best = {"metric": name, "value": value, "epoch": t.position["epoch"], "stage": self.stage.name}
-            self._checkpoint("best.pt")
+            self._checkpoint("best.pt", checked=True)
         return report
+
+
+def _duration(seconds: float) -> str:
+    """'1h02m', '3m05s', '12s' or '?' (not finite)."""
+    if not math.isfinite(seconds):
+        return "?"
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
