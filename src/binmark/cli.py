@@ -140,6 +140,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     device = _device(cfg.train.device)
     model, ckpt = model_from_checkpoint(args.checkpoint, device)
     samples = build_split(cfg.data, args.split)
+    k, want = ckpt["arch"]["num_keypoints"], samples.skeleton.num_keypoints
+    if k != want:
+        raise ValueError(f"checkpoint {args.checkpoint} predicts {k} keypoints but dataset {cfg.data.dataset!r} "
+                         f"({samples.skeleton.name}) has {want}; evaluate it with the config it was trained with")  # fmt: skip
     report = Evaluator(samples, build_codec(cfg.data, cfg.eval.decode), cfg.eval.flip_test, cfg.eval.batch_size,
                        device=device, padding=cfg.data.padding, output_activation=cfg.loss.output_activation)(model)  # fmt: skip
     print(report.table())

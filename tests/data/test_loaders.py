@@ -125,6 +125,22 @@ class TestCOCO:
         ds = load("coco", ann_file=tmp_path / "c.json", image_dir=fixtures / "coco")
         assert len(ds) == 11 and ds.info["crowd_ignored"] == 1
 
+    @pytest.mark.parametrize(
+        ("edit", "message"),
+        [
+            (lambda kp: kp.__setitem__(0, "367"), r"annotation 0 \(id 442619\): 'keypoints' must be a list of numbers"),
+            (lambda kp: kp.__setitem__(2, 5), r"annotation 0 \(id 442619\): keypoint 0 has visibility flag 5; COCO's flags are 0"),
+            (lambda kp: kp.__setitem__(2, float("nan")), r"annotation 0 .*keypoint 0 has visibility flag nan"),
+            (lambda kp: kp.__setitem__(slice(0, None), [float("nan")] * len(kp)), r"annotation 0 .*visibility flag nan"),
+        ],
+    )
+    def test_bad_keypoints_name_the_file_and_annotation(self, fixtures: Path, tmp_path: Path, edit, message: str) -> None:
+        data = json.loads((fixtures / "coco/test_coco.json").read_text())
+        edit(data["annotations"][0]["keypoints"])
+        (tmp_path / "c.json").write_text(json.dumps(data))
+        with pytest.raises(ValueError, match=str(tmp_path / "c.json") + ", " + message):
+            load("coco", ann_file=tmp_path / "c.json", image_dir=fixtures / "coco")
+
     def test_custom_skeleton(self, fixtures: Path, tmp_path: Path) -> None:
         data = json.loads((fixtures / "coco/test_coco.json").read_text())
         data["categories"][0].update(name="critter", keypoints=[f"left_k{i}" if i % 2 else f"k{i}" for i in range(17)])

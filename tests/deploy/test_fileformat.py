@@ -11,6 +11,7 @@ import torch
 
 from binmark.deploy import FORMAT_VERSION, PackedFileError, load, pack
 from binmark.deploy.layers import PackedBinaryConv2d
+from binmark.deploy.fileformat import _real_weights
 from binmark.models import build
 
 
@@ -58,7 +59,7 @@ def test_float16_real_layers_are_smaller_and_load_as_float32(tmp_path) -> None:
     model = dyadic(build("hourglass", 16, quant="bulat17", depth=2, width=32))
     packed = pack(model)
     full, half = packed.save(tmp_path / "a.bmk"), packed.save(tmp_path / "b.bmk", real_dtype="float16")
-    real_params = sum(p.numel() for n in packed._real_weights() for p in [packed.net.get_parameter(n)])
+    real_params = sum(p.numel() for n in _real_weights(packed.net) for p in [packed.net.get_parameter(n)])
     assert full.stat().st_size - half.stat().st_size >= 2 * real_params - 4096  # 2 bytes saved per real weight
     manifest = json.loads(_header(half.read_bytes())["__metadata__"]["binmark"])
     assert manifest["real_dtype"] == "float16"
@@ -131,3 +132,103 @@ def test_tampered_manifest_and_newer_version_are_refused(saved, tmp_path) -> Non
 def test_pack_needs_a_registry_model() -> None:
     with pytest.raises(ValueError, match="binmark.models.build"):
         pack(torch.nn.Conv2d(3, 3, 1))
+
+
+def _resigned(packed, edit_manifest=None, edit_state=None) -> bytes:
+    """A file whose manifest or tensors were edited *with a valid checksum*: what a careless
+    tool or an attacker writes. Only the loader's own checks stand between it and the runtime."""
+    from safetensors.torch import save as st_save
+
+    from binmark.deploy.fileformat import _checksum
+
+    state = {k: v.detach().cpu().contiguous() for k, v in packed.net.state_dict().items()}
+    manifest = packed.manifest()
+    if edit_manifest:
+        edit_manifest(manifest)
+    if edit_state:
+        edit_state(state)
+    manifest["checksum"] = _checksum(manifest, state)
+    return st_save(state, metadata={"binmark": json.dumps(manifest, sort_keys=True)})
+
+
+@pytest.fixture(scope="module")
+def face_packed():
+    from binmark.inference import InferenceSpec
+
+    torch.manual_seed(0)
+    model = build("hourglass", 68, quant="bulat17", depth=2, width=16).eval()
+    return pack(model, InferenceSpec("300w", input_size=64, heatmap_size=16, sigma=1.0))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m["inference"].update(heatmap_size=[32, 32]), r"field 'inference': field 'heatmap_size' is 32x32 but the network outputs 16x16"),
+        (lambda m: m["inference"].update(input_size="64"), r"'inference'.*a size is an int or a \(w, h\) pair of ints, got '64'"),
+        (lambda m: m["inference"].update(sigma="x"), r"'inference'.*sigma must be a number > 0, got 'x'"),
+        (lambda m: m["inference"].update(flip_test="yes"), r"'inference'.*flip_test must be true or false"),
+        (lambda m: m["arch"].update(num_keypoints="68"), r"field 'arch'.*'num_keypoints' = '68' must be an integer"),
+        (lambda m: m["arch"]["options"].update(width="16"), r"field 'arch'.*option 'width' = '16' is not a valid int"),
+        (lambda m: m["arch"]["options"].update(block="hmp"), r"field 'arch'.*option 'block' = 'hmp'"),
+        (lambda m: m["arch"]["options"].update(colour=1), r"field 'arch'.*has no option 'colour'"),
+        (lambda m: m.update(layers="all"), r"manifest field 'layers' must be a JSON list"),
+        (lambda m: m.update(extra=1), r"unknown manifest field\(s\) \['extra'\]"),
+        (lambda m: m.update(real_dtype="int4"), r"'real_dtype' = 'int4' is not one of"),
+        (lambda m: m["inference"].update(input_size=[100000, 100000]), r"input_size \(100000, 100000\) is over 4096 px"),
+    ],
+)
+def test_manifest_fields_are_checked_even_with_a_valid_checksum(face_packed, tmp_path, edit, message) -> None:
+    target = tmp_path / "m.bmk"
+    target.write_bytes(_resigned(face_packed, edit))
+    with pytest.raises(PackedFileError, match=str(target).replace(".", r"\.") + ": .*" + message):
+        load(target)
+
+
+def test_a_small_file_cannot_ask_for_a_huge_network(face_packed, tmp_path) -> None:
+    from tests.conftest import deadline
+
+    target = tmp_path / "big.bmk"
+    for option in ({"stacks": 1_000_000}, {"width": 1_000_000}, {"depth": 100_000}):
+        target.write_bytes(_resigned(face_packed, lambda m: m["arch"]["options"].update(option)))
+        with deadline(60), pytest.raises(PackedFileError, match=r"field 'arch': (the network needs more than|cannot build)"):
+            load(target)
+
+
+def test_lossy_tensor_dtypes_are_refused(face_packed, tmp_path) -> None:
+    def halve_packed_weights(state):
+        name = next(k for k, v in state.items() if v.dtype == torch.int32)
+        state[name] = state[name].to(torch.float16)
+
+    target = tmp_path / "d.bmk"
+    target.write_bytes(_resigned(face_packed, edit_state=halve_packed_weights))
+    with pytest.raises(PackedFileError, match=r"tensor '.*' is stored as torch.float16; the format stores it as torch.int32"):
+        load(target)
+    def halve_real(state):  # float16 real weights without real_dtype: float16 in the manifest
+        name = next(k for k, v in state.items() if v.dtype == torch.float32 and k.endswith("weight"))
+        state[name] = state[name].half()
+
+    target.write_bytes(_resigned(face_packed, edit_state=halve_real))
+    with pytest.raises(PackedFileError, match="stored as torch.float16; the format stores it as torch.float32"):
+        load(target)
+
+
+def test_only_regular_files_are_read(tmp_path) -> None:
+    import os
+
+    from tests.conftest import deadline
+
+    os.mkfifo(tmp_path / "pipe.bmk")
+    with deadline(10):
+        for path in (tmp_path / "pipe.bmk", "/dev/zero", tmp_path):
+            with pytest.raises(PackedFileError, match="not a regular file"):
+                load(path)
+
+
+def test_pack_checks_the_spec_against_the_network() -> None:
+    from binmark.inference import InferenceSpec
+
+    model = build("hourglass", 68, quant="bulat17", depth=2, width=16).eval()
+    with pytest.raises(ValueError, match="field 'heatmap_size' is 32x32 but the network outputs 16x16 heatmaps for 64x64"):
+        pack(model, InferenceSpec("300w", input_size=64, heatmap_size=32))
+    with pytest.raises(ValueError, match="'skeleton' \\('wflw'\\) has 98 keypoints"):
+        pack(model, InferenceSpec("wflw", input_size=64, heatmap_size=16))

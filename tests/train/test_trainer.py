@@ -197,6 +197,16 @@ def test_eval_command_prints_and_writes_the_report(tiny: list[str], tmp_path: Pa
     assert "NME" in proc.stdout and json.loads(out.read_text())["kind"] == "nme"
 
 
+def test_eval_with_a_checkpoint_of_another_keypoint_count_says_so(tiny: list[str], tmp_path: Path, capsys) -> None:
+    from binmark.cli import main
+
+    Trainer(load_config(None, tiny + ["train.epochs=1"])).fit()  # 68 face landmarks
+    cfg = _config_file(tmp_path / "pose.yaml", tiny + ["train.epochs=1", "data.dataset=synthetic_pose"])
+    assert main(["eval", str(cfg), "--checkpoint", str(tmp_path / "run" / "last.pt")]) == 1
+    err = capsys.readouterr().err
+    assert "predicts 68 keypoints but dataset 'synthetic_pose'" in err and "has 16" in err
+
+
 def test_ema_grad_clip_and_sgd(tiny: list[str], tmp_path: Path) -> None:
     cfg = load_config(None, tiny + ["train.epochs=1", "train.ema=0.5", "optim.name=sgd", "optim.momentum=0.9", "optim.lr=0.01", "optim.grad_clip=0.1"])
     Trainer(cfg).fit()

@@ -91,7 +91,10 @@ def make_record(
             no annotated point to derive a box from, or a non-positive scale.
     """
     k = skeleton.num_keypoints
-    kp = np.asarray(keypoints, dtype=np.float64)
+    try:
+        kp = np.asarray(keypoints, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{entry}: keypoint coordinates must be numbers, got {str(keypoints)[:80]}") from None
     if kp.ndim != 2 or kp.shape[1] != 2 or kp.shape[0] != k:
         count = kp.shape[0] if kp.ndim >= 1 else 0
         raise ValueError(

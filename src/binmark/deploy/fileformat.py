@@ -41,7 +41,7 @@ from binmark.deploy.pack import layer_records, rewrite
 from binmark.deploy.plan import Plan, Unsupported, build_plan
 from binmark.fileio import atomic_write
 from binmark.inference.spec import INFERENCE_ATTR, InferenceSpec
-from binmark.models import ARCH_ATTR, build_from_arch
+from binmark.models import ARCH_ATTR, build_from_arch, dry_build
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "REAL_DTYPES", "RUNTIMES", "DEFAULT_PRECISION", "PackedFileError", "PackedModel", "pack", "load"]
 
@@ -190,7 +190,8 @@ class PackedModel(nn.Module):
 
     def manifest(self) -> dict[str, Any]:
         """The file's manifest, without the checksum."""
-        manifest = {"format": FORMAT, "version": FORMAT_VERSION, "binmark_version": __version__, "arch": self.arch, "layers": self.layers}
+        arch = json.loads(json.dumps(self.arch))  # a copy: editing the manifest never edits the model
+        manifest = {"format": FORMAT, "version": FORMAT_VERSION, "binmark_version": __version__, "arch": arch, "layers": self.layers}
         if self.inference is not None:
             manifest["inference"] = self.inference.to_dict()
         return manifest
@@ -210,14 +211,6 @@ class PackedModel(nn.Module):
             raise RuntimeError("a PackedModel is inference-only; train the original model instead")
         return super().train(False)
 
-    def _real_weights(self) -> set[str]:
-        """State names of the real-valued convolutions' and linear layers' weights and biases."""
-        names = set()
-        for prefix, m in self.net.named_modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                names.update(f"{prefix}.{n}" for n, p in m.named_parameters(recurse=False) if p.dtype == torch.float32)
-        return names
-
     def file_bytes(self, real_dtype: str = "float32") -> bytes:
         """The ``.bmk`` file's content.
 
@@ -231,7 +224,7 @@ class PackedModel(nn.Module):
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         manifest = self.manifest()
         if real_dtype == "float16":
-            for name in self._real_weights():
+            for name in _real_weights(self.net):
                 state[name] = state[name].half()
             manifest["real_dtype"] = real_dtype
         manifest["checksum"] = _checksum(manifest, state)
@@ -243,6 +236,16 @@ class PackedModel(nn.Module):
         path = Path(path)
         atomic_write(path, self.file_bytes(real_dtype))
         return path
+
+
+def _real_weights(net: nn.Module) -> set[str]:
+    """State names of the real-valued convolutions' and linear layers' weights and biases (the
+    tensors ``real_dtype="float16"`` stores in half precision)."""
+    names = set()
+    for prefix, m in net.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            names.update(f"{prefix}.{n}" for n, p in m.named_parameters(recurse=False) if p.dtype == torch.float32)
+    return names
 
 
 def _checksum(manifest: dict[str, Any], state: dict[str, Tensor]) -> str:
@@ -266,7 +269,8 @@ def pack(model: nn.Module, inference: InferenceSpec | None = None, precision: st
     is not modified.
 
     Raises:
-        ValueError: the model has no architecture record (it was not built by the registry).
+        ValueError: the model has no architecture record (it was not built by the registry), or
+            the inference spec disagrees with the network's output (K, heatmap size).
     """
     arch = getattr(model, ARCH_ATTR, None)
     if arch is None:
@@ -274,7 +278,10 @@ def pack(model: nn.Module, inference: InferenceSpec | None = None, precision: st
             f"pack: {type(model).__name__} has no architecture record; build the model with "
             "binmark.models.build (or load it from a binmark checkpoint) so the file can rebuild it"
         )
-    return PackedModel(rewrite(model, values=True), arch, inference or getattr(model, INFERENCE_ATTR, None), precision, runtime)
+    spec = inference or getattr(model, INFERENCE_ATTR, None)
+    if spec is not None:
+        spec.check_output(dry_build(arch, (spec.input_size[1], spec.input_size[0])))  # type: ignore[arg-type]
+    return PackedModel(rewrite(model, values=True), arch, spec, precision, runtime)
 
 
 def _refuse(path: str | Path, what: str) -> PackedFileError:
@@ -306,41 +313,98 @@ def _read_manifest(path: str | Path, data: bytes) -> dict[str, Any]:
     return manifest
 
 
+#: manifest fields and the JSON types they must have
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "format": str, "version": int, "binmark_version": str, "arch": dict, "layers": list,
+    "inference": dict, "real_dtype": str, "checksum": str,
+}  # fmt: skip
+
+
+def _check_fields(path: str | Path, manifest: dict[str, Any]) -> None:
+    unknown = sorted(set(manifest) - set(_FIELDS))
+    if unknown:
+        raise _refuse(path, f"unknown manifest field(s) {unknown}")
+    for name, kind in _FIELDS.items():
+        if name in manifest and (not isinstance(manifest[name], kind) or isinstance(manifest[name], bool)):
+            raise _refuse(path, f"manifest field {name!r} must be a JSON {getattr(kind, '__name__', kind)}, got {str(manifest[name])[:80]}")
+    for name in ("arch", "layers", "checksum"):
+        if name not in manifest:
+            raise _refuse(path, f"the manifest has no {name!r} field; re-export it")
+    if manifest.get("real_dtype", "float32") not in REAL_DTYPES:
+        raise _refuse(path, f"manifest field 'real_dtype' = {manifest['real_dtype']!r} is not one of {REAL_DTYPES}")
+
+
+def _check_dtypes(path: str | Path, state: dict[str, Tensor], net: nn.Module, real_dtype: str) -> None:
+    """Every tensor has exactly the dtype the format stores it in (float16 only for the real
+    layers' weights of a ``real_dtype: float16`` file): a lossy conversion is refused, not cast."""
+    expected = net.state_dict()
+    halves = _real_weights(net) if real_dtype == "float16" else set()
+    for name, t in state.items():
+        want = expected[name].dtype if name in expected else None
+        if want is not None and t.dtype != want and not (name in halves and t.dtype == torch.float16):
+            raise _refuse(path, f"tensor {name!r} is stored as {t.dtype}; the format stores it as {want}; re-export it")
+
+
 def load(path: str | Path, precision: str = DEFAULT_PRECISION, runtime: str = "auto") -> PackedModel:
     """Load a ``.bmk`` file; no code in the file is executed. ``precision`` and ``runtime``: see
     :class:`PackedModel`.
 
+    Before anything is built, every manifest field is checked for type and range, and the
+    architecture is dry-built on PyTorch's meta device with its size bounded by the file's (at most
+    8 × its tensors + 256 tensors and 64 × its values + 10⁶ values: a 1-bit weight is one bit of the
+    file, a float32 value of the float network), so a small file cannot ask for a huge network. The
+    inference spec is checked against the network's real output (K and heatmap size).
+
     Raises:
-        PackedFileError: the file is truncated, corrupted, tampered with, of a newer format
-            version, or describes a network this binmark builds differently.
+        PackedFileError: the file is not a regular file, truncated, corrupted, tampered with, of a
+            newer format version, describes a network this binmark builds differently or larger
+            than the file, or carries a field, tensor or spec that does not fit; each naming the
+            file and the field.
         FileNotFoundError: no such file.
     """
-    data = Path(path).read_bytes()
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if not p.is_file():
+        raise _refuse(path, "not a regular file")
+    data = p.read_bytes()
     manifest = _read_manifest(path, data)
+    _check_fields(path, manifest)
     try:
         state = st_load(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise _refuse(path, f"corrupted tensor data ({exc}); re-export it") from None
-    if manifest.get("checksum") != _checksum(manifest, state):
+    if manifest["checksum"] != _checksum(manifest, state):
         raise _refuse(path, "checksum mismatch: the file was corrupted or edited; re-export it")
-    try:
-        net = rewrite(build_from_arch(manifest["arch"]), values=False)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _refuse(path, f"cannot rebuild the architecture {manifest.get('arch')!r}: {exc}") from None
-    if layer_records(net) != manifest.get("layers"):
-        raise _refuse(path, "its packed layers differ from what this binmark builds for the same architecture; re-export it with this version")
-    real_dtype = manifest.get("real_dtype", "float32")
-    if real_dtype not in REAL_DTYPES:
-        raise _refuse(path, f"unknown real_dtype {real_dtype!r} in the manifest (expected one of {REAL_DTYPES})")
-    state = {k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()}
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise _refuse(path, f"tensors do not fit the architecture ({str(exc)[:300]})") from None
     inference = None
     if "inference" in manifest:
         try:
             inference = InferenceSpec.from_dict(manifest["inference"], f"{path}: manifest field 'inference'")
         except ValueError as exc:
             raise _refuse(path, str(exc).removeprefix(f"{path}: ")) from None
-    return PackedModel(net, manifest["arch"], inference, precision, runtime)
+    arch = manifest["arch"]
+    values = sum(t.numel() for t in state.values())
+    try:
+        shape = dry_build(arch, None if inference is None else (inference.input_size[1], inference.input_size[0]),
+                          8 * len(state) + 256, 64 * values + 1_000_000)  # fmt: skip
+    except ValueError as exc:
+        raise _refuse(path, f"manifest field 'arch': {exc}") from None
+    if inference is not None and shape is not None:
+        try:
+            inference.check_output(shape)
+        except ValueError as exc:
+            raise _refuse(path, f"manifest field 'inference': {exc}") from None
+    try:
+        net = rewrite(build_from_arch(arch), values=False)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _refuse(path, f"cannot rebuild the architecture {arch!r}: {exc}") from None
+    if layer_records(net) != manifest["layers"]:
+        raise _refuse(path, "its packed layers differ from what this binmark builds for the same architecture; re-export it with this version")
+    real_dtype = manifest.get("real_dtype", "float32")
+    _check_dtypes(path, state, net, real_dtype)
+    state = {k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()}
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise _refuse(path, f"tensors do not fit the architecture ({str(exc)[:300]})") from None
+    return PackedModel(net, arch, inference, precision, runtime)

@@ -116,8 +116,10 @@ def _load(model: Any, device: torch.device, precision: str | None) -> tuple[nn.M
             model.precision = precision
         return model.to(device).eval(), getattr(model, INFERENCE_ATTR, None)
     path = Path(model)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"Localizer: model file {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"Localizer: model file {path} is not a regular file")
     with path.open("rb") as f:
         head = f.read(2)
     if head == b"PK":  # torch.save's zip: a training checkpoint

@@ -8,6 +8,7 @@ config; packed ``.bmk`` files carry it in their manifest (``"inference"``). Both
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,6 +20,8 @@ __all__ = ["InferenceSpec", "INFERENCE_ATTR"]
 
 #: the attribute under which a loaded model carries its InferenceSpec
 INFERENCE_ATTR = "binmark_inference"
+#: the largest network input side a spec may ask for, in pixels
+MAX_INPUT_SIDE = 4096
 
 
 @dataclass(frozen=True)
@@ -60,14 +63,38 @@ class InferenceSpec:
             raise ValueError(f"inference spec: decode {self.decode!r} is not one of {DECODINGS}")
         if self.output_activation not in (None, "sigmoid"):
             raise ValueError(f"inference spec: output_activation must be null or 'sigmoid', got {self.output_activation!r}")
-        if not self.padding > 0:
-            raise ValueError(f"inference spec: padding must be > 0, got {self.padding}")
+        for name in ("sigma", "padding"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"inference spec: {name} must be a number > 0, got {value!r}")
+        if not isinstance(self.flip_test, bool):
+            raise ValueError(f"inference spec: flip_test must be true or false, got {self.flip_test!r}")
+        if max(self.input_size) > MAX_INPUT_SIDE:
+            raise ValueError(f"inference spec: input_size {self.input_size} is over {MAX_INPUT_SIDE} px a side")
+        if any(m > i for m, i in zip(self.heatmap_size, self.input_size)):
+            raise ValueError(f"inference spec: heatmap_size {self.heatmap_size} is larger than input_size {self.input_size}")
 
     def __repr__(self) -> str:
         return (f"InferenceSpec(skeleton={self.skeleton.name!r} ({self.skeleton.num_keypoints} keypoints), "
                 f"input_size={self.input_size}, heatmap_size={self.heatmap_size}, sigma={self.sigma}, "
                 f"encode={self.encode!r}, decode={self.decode!r}, padding={self.padding}, output_activation={self.output_activation!r}, "
                 f"flip_test={self.flip_test})")  # fmt: skip
+
+    def check_output(self, shape: tuple[int, ...]) -> None:
+        """The network's final output ``shape`` (N, K, h, w) for an input of ``input_size`` must
+        be K of the schema and ``heatmap_size``.
+
+        Raises:
+            ValueError: naming the field that disagrees with the network.
+        """
+        k, (w, h) = self.skeleton.num_keypoints, self.heatmap_size
+        if len(shape) != 4 or shape[1] != k:
+            raise ValueError(f"field 'skeleton' ({self.skeleton.name!r}) has {k} keypoints but the network outputs {tuple(shape)}")
+        if (shape[3], shape[2]) != (w, h):
+            raise ValueError(
+                f"field 'heatmap_size' is {w}x{h} but the network outputs {shape[3]}x{shape[2]} heatmaps for "
+                f"{self.input_size[0]}x{self.input_size[1]} inputs"
+            )
 
     @property
     def codec(self) -> HeatmapCodec:

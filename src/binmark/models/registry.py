@@ -7,15 +7,21 @@ option by name and the command line can offer exactly those options.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable
-from typing import Any
+import math
+import types
+import typing
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
 
+import torch
 from torch import nn
+from torch.nn.modules import module as _module
 
 from binmark._registry import Registry
 
-__all__ = ["MODELS", "register_model", "names", "options", "build", "build_from_arch", "ARCH_ATTR"]
+__all__ = ["MODELS", "register_model", "names", "options", "build", "build_from_arch", "check_arch", "dry_build", "ARCH_ATTR"]
 
 #: Attribute under which ``build`` records a model's architecture (name, K, options): what a
 #: packed file or a checkpoint needs to rebuild the same network without pickled code.
@@ -83,3 +89,100 @@ def build_from_arch(arch: dict[str, Any]) -> nn.Module:
     if "quant" in opts:
         opts["quant"] = as_spec(opts["quant"])
     return build(arch["name"], int(arch["num_keypoints"]), **opts)
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value is of an option's annotated type (ints are not bools, floats finite)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if origin is Literal:
+        return value in typing.get_args(hint)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if isinstance(hint, type) and hasattr(hint, "from_dict"):  # QuantSpec: a preset name or its dict
+        return isinstance(value, dict)
+    return True
+
+
+def check_arch(arch: Any, where: str = "architecture") -> None:
+    """An architecture record's structure and every option's type, before anything is built.
+
+    Raises:
+        ValueError: naming ``where`` and the field: not an object, an unknown model or option, a
+            K that is not an integer in [1, 10000], an option value of the wrong type (ints ≥ 0).
+    """
+    if not isinstance(arch, dict) or set(arch) - {"name", "num_keypoints", "options"} or not {"name", "num_keypoints"} <= set(arch):
+        raise ValueError(f"{where}: expected an object with 'name', 'num_keypoints' and 'options', got {str(arch)[:120]}")
+    name, k, opts = arch["name"], arch["num_keypoints"], arch.get("options", {})
+    if not isinstance(name, str) or name not in MODELS.names():
+        raise ValueError(f"{where}: field 'name' = {name!r} is not a registered model ({', '.join(names())})")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 10_000:
+        raise ValueError(f"{where}: field 'num_keypoints' = {k!r} must be an integer in [1, 10000]")
+    if not isinstance(opts, dict):
+        raise ValueError(f"{where}: field 'options' must be an object, got {opts!r}")
+    hints = typing.get_type_hints(MODELS.get(name))
+    valid = options(name)
+    for key, value in opts.items():
+        if key not in valid:
+            raise ValueError(f"{where}: model {name!r} has no option {key!r} (valid: {', '.join(valid)})")
+        if key in hints and not _fits(value, hints[key]):
+            raise ValueError(f"{where}: option '{key}' = {value!r} is not a valid {getattr(hints[key], '__name__', hints[key])}")
+
+
+@contextlib.contextmanager
+def _bounded(max_tensors: int, max_elements: int) -> Iterator[list[int]]:
+    """Count every parameter and buffer registered inside the block; ValueError past a bound."""
+    count = [0, 0]
+
+    def seen(module: nn.Module, name: str, tensor: Any) -> None:
+        if tensor is None:
+            return
+        count[0] += 1
+        count[1] += tensor.numel()
+        if count[0] > max_tensors or count[1] > max_elements:
+            raise ValueError(f"the network needs more than {max_tensors:,} tensors or {max_elements:,} values")
+
+    hooks = [_module.register_module_parameter_registration_hook(seen), _module.register_module_buffer_registration_hook(seen)]
+    try:
+        yield count
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def dry_build(
+    arch: dict[str, Any], input_hw: tuple[int, int] | None = None, max_tensors: int | None = None, max_elements: int | None = None
+) -> tuple[int, ...] | None:
+    """Build ``arch`` on PyTorch's meta device (no memory, no arithmetic), stopping as soon as it
+    registers more than ``max_tensors`` tensors or ``max_elements`` values; then, given
+    ``input_hw`` (H, W), run it on a meta (1, 3, H, W) input.
+
+    Returns:
+        the final output's shape (1, K, h, w), or None without ``input_hw``.
+
+    Raises:
+        ValueError: the record is invalid (:func:`check_arch`), the network is over a bound, or
+            it cannot be built or run at that size.
+    """
+    check_arch(arch)
+    bound = _bounded(max_tensors or 2**62, max_elements or 2**62)
+    try:
+        with torch.device("meta"), bound:
+            model = build_from_arch(arch)
+            if input_hw is None:
+                return None
+            with torch.no_grad():
+                return tuple(model.eval()(torch.empty(1, 3, *input_hw))[-1].shape)
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 — an entrypoint's own failure on odd options
+        raise ValueError(f"cannot build {arch['name']!r} with options {arch.get('options')}: {type(exc).__name__}: {str(exc)[:200]}") from None

@@ -69,19 +69,42 @@ def _box(ann: Mapping[str, Any], size: tuple[int, int] | None) -> tuple[Any, Any
     return None, None, box
 
 
+def _entry(path: Path, i: int, ann: Mapping[str, Any]) -> str:
+    return f"annotation file {path}, annotation {i} (id {ann.get('id', '?')})"
+
+
+def _keypoints(ann: Mapping[str, Any], entry: str) -> np.ndarray:
+    """An annotation's ``keypoints`` as (K, 3) (x, y, v), checked: numbers, whole triples, and
+    COCO's visibility flags 0 (not labelled), 1 (labelled, not visible), 2 (visible) only.
+
+    Raises:
+        ValueError: naming ``entry`` and the keypoint.
+    """
+    raw = ann["keypoints"]
+    if not isinstance(raw, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw):
+        raise ValueError(f"{entry}: 'keypoints' must be a list of numbers (x, y, v triples), got {str(raw)[:80]}")
+    flat = np.asarray(raw, dtype=np.float64)
+    if flat.ndim != 1 or flat.size % 3:
+        raise ValueError(f"{entry}: 'keypoints' has {flat.size} values, not a flat list of (x, y, v) triples")
+    kpv = flat.reshape(-1, 3)
+    bad = np.flatnonzero(~np.isin(kpv[:, 2], (0.0, 1.0, 2.0)))
+    if bad.size:
+        j = int(bad[0])
+        raise ValueError(f"{entry}: keypoint {j} has visibility flag {kpv[j, 2]:g}; COCO's flags are 0 (not labelled), "
+                         "1 (labelled, not visible) and 2 (visible)")  # fmt: skip
+    return kpv
+
+
 def _record(
     ann: Mapping[str, Any], i: int, path: Path, images: Mapping[Any, Any], folder: Path,
     schema: Skeleton, origin: float,
 ) -> Record:
-    entry = f"annotation file {path}, annotation {i} (id {ann.get('id', '?')})"
+    entry = _entry(path, i, ann)
     if ann.get("image_id") not in images:
         raise ValueError(f"{entry}: image_id {ann.get('image_id')!r} is not in the file's images")
     img = images[ann["image_id"]]
     size = (int(img["width"]), int(img["height"])) if "width" in img and "height" in img else None
-    flat = np.asarray(ann["keypoints"], dtype=np.float64)
-    if flat.size % 3:
-        raise ValueError(f"{entry}: 'keypoints' has {flat.size} values, not a multiple of 3 (x, y, v)")
-    kpv = flat.reshape(-1, 3)
+    kpv = _keypoints(ann, entry)
     center, scale, box = _box(ann, size)
     extras: dict[str, Any] = {"image_id": ann["image_id"], "ann_id": ann.get("id")}
     if box is not None:
@@ -130,7 +153,7 @@ def read_coco_style(
         if ann.get("iscrowd", 0):
             crowd += 1
             continue
-        if "keypoints" not in ann or not any(v > 0 for v in ann["keypoints"][2::3]):
+        if "keypoints" not in ann or not (_keypoints(ann, _entry(path, i, ann))[:, 2] > 0).any():
             empty += 1
             continue
         records.append(_record(ann, i, path, images, folder, schema, origin))
