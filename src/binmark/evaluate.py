@@ -35,6 +35,7 @@ from binmark.data.dataset import META_EXTRAS, TopDownDataset, collate
 from binmark.data.skeletons import Skeleton
 from binmark.data.transforms import invert, transform_points
 from binmark.heatmaps import HeatmapCodec, flip_average
+from binmark.progress import bar as progress_bar
 
 __all__ = ["Predictions", "Report", "Evaluator", "model_heatmaps", "REPORTS", "report_kind", "mean_shape_baseline"]
 
@@ -223,6 +224,7 @@ class Evaluator:
         padding: crop padding around each sample's box.
         kind: report kind (default from the skeleton, see :func:`report_kind`).
         output_activation: "sigmoid" for models trained with ``SigmoidCE`` (they output logits).
+        progress: show progress (a bar on a terminal, periodic lines otherwise).
         options: report options (``oks_nms`` threshold, ``category_id``, …) added to the
             dataset's ``info``.
     """
@@ -238,6 +240,7 @@ class Evaluator:
         padding: float = 1.25,
         kind: str | None = None,
         output_activation: str | None = None,
+        progress: bool = True,
         **options: Any,
     ) -> None:
         schema = getattr(samples, "skeleton", None)
@@ -255,6 +258,7 @@ class Evaluator:
         self.kind = kind or report_kind(schema)
         REPORTS.get(self.kind)
         self.output_activation = output_activation
+        self.progress = progress
         self.info = {**getattr(samples, "info", {}), **options}
 
     @torch.no_grad()
@@ -265,8 +269,10 @@ class Evaluator:
         was_training = model.training
         model.eval()
         coords, scores, gt, vis, metas = [], [], [], [], []
+        shown = progress_bar(len(data), "eval", "img", enabled=self.progress)
         try:
             for images, _, _, meta in loader:
+                shown.update(len(images))
                 images = images.to(self.device)
                 flip = self.schema.flip_permutation if self.flip_test else None
                 heatmaps = model_heatmaps(model, images, self.output_activation, flip)
@@ -278,6 +284,7 @@ class Evaluator:
                     vis.append(m["visible"])
                     metas.append(m)
         finally:
+            shown.close()
             model.train(was_training)
         return Predictions(np.stack(coords), np.stack(scores), np.stack(gt), np.stack(vis), metas)
 

@@ -193,7 +193,7 @@ def bench(
         per_image_ms, peak_mb, file_bytes), ``skipped`` (variant → reason), ``kernels`` (the
         fused engine's per-op table and the reference layer) and ``engine`` (its kernel tiers).
     """
-    from tqdm import tqdm
+    from binmark.progress import bar as progress_bar
 
     options = {"quant": "bulat17"} if options is None else dict(options)
     chosen = list(variants or VARIANTS)
@@ -206,12 +206,14 @@ def bench(
     result: dict[str, Any] = {"machine": _machine(threads), "model": model, "runs": runs, "rows": [], "skipped": skipped}
     with tempfile.TemporaryDirectory(prefix="binmark-bench-") as tmp:
         artifacts, sizes = _prepare(Path(tmp), model, chosen, seed)
-        bar = tqdm(chosen, desc="bench", unit="engine", disable=not progress, file=sys.stderr)
-        for variant in bar:
+        bar = progress_bar(len(chosen), "bench", "engine", enabled=progress, leave=True)
+        for variant in chosen:
             bar.set_postfix_str(VARIANTS[variant][0])
+            bar.update(0)
             spec = {"variant": variant, "model": model, "batches": list(batches), "threads": threads, "runs": runs,
                     "warmup": warmup, "seed": seed, "artifacts": artifacts, "kernels": variant == "packed_fast"}  # fmt: skip
             out = _run_worker(spec)
+            bar.update(1)
             if "skipped" in out:
                 skipped[variant] = out["skipped"]
                 continue
@@ -221,6 +223,7 @@ def bench(
                 result.setdefault("engine", {})[variant] = out["config"]
             if "kernels" in out:
                 result["kernels"] = out["kernels"]
+        bar.close()
     return result
 
 

@@ -24,6 +24,7 @@ from binmark.draw import draw_keypoints, write_png
 from binmark.fileio import atomic_write, temp_path
 from binmark.inference.images import MAX_PIXELS, ImageReadError, read_image
 from binmark.inference.localizer import Localizer, Result, check_boxes
+from binmark.progress import bar as progress_bar
 
 __all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "collect_inputs", "annotate", "coco_results", "predict_paths"]
 
@@ -125,7 +126,7 @@ def _predict_images(
     loc: Localizer, items: list[tuple[Path, str]], out: Path, boxes: dict[str, Any] | None,
     min_score: float, draw: bool, max_pixels: int, report: dict[str, Any],
 ) -> None:  # fmt: skip
-    bar = tqdm(total=len(items), desc="images", unit="img", disable=len(items) < 2)
+    bar = progress_bar(len(items), "images", "img", enabled=len(items) > 1)
     for start in range(0, len(items), loc.max_batch_size):
         chunk = items[start : start + loc.max_batch_size]
         readable = []
@@ -190,8 +191,10 @@ def _predict_video(
     writer = None
     records: list[dict[str, Any]] = []
     written: list[str] = []
+    bar = progress_bar(total, path.name, "frame")
     try:
-        for i, result in enumerate(tqdm(loc.track(frames(), rate, "bgr"), total=total, desc=path.name, unit="frame")):
+        for i, result in enumerate(loc.track(frames(), rate, "bgr")):
+            bar.update(1)
             entry = result.to_dict(loc.skeleton)
             records.append({"frame": i, "instances": entry["instances"]})
             if draw:
@@ -205,6 +208,7 @@ def _predict_video(
         tmp.unlink(missing_ok=True)
         raise
     finally:
+        bar.close()
         cap.release()
         if writer is not None:
             writer.release()

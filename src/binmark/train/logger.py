@@ -3,8 +3,8 @@
 ``OUTPUT_DIR/log.jsonl`` gets one JSON object per line (``{"step": …, "loss": …}`` or
 ``{"event": "config", …}``), flushed at once so a killed run keeps its log; a resumed run appends.
 TensorBoard event files go to ``OUTPUT_DIR/tb``. Progress: tqdm bars on a terminal; otherwise
-(nohup, CI, cluster jobs) a plain line on stderr every :data:`PROGRESS_SECONDS` and at each
-epoch's end.
+(nohup, CI, cluster jobs) a plain line on stderr every
+:data:`binmark.progress.PROGRESS_SECONDS` and at each epoch's end, with the whole run's ETA.
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-__all__ = ["RunLogger", "PROGRESS_SECONDS"]
+from binmark import progress
 
-#: seconds between plain progress lines when stderr is not a terminal
-PROGRESS_SECONDS = 30.0
+__all__ = ["RunLogger"]
 
 
 class _Silent:
@@ -36,7 +35,7 @@ class RunLogger:
 
     def __init__(self, out: Path, enabled: bool = True) -> None:
         self.enabled = enabled
-        self.plain = enabled and not sys.stderr.isatty()  # no bars: print progress lines instead
+        self.plain = enabled and not progress.on_terminal()  # no bars: print progress lines instead
         self._last_line = time.monotonic()
         self._tb: Any = None
         self._file = None
@@ -73,15 +72,17 @@ class RunLogger:
         return self._tb
 
     def progress(self, total: int, desc: str) -> Any:
-        """A progress bar (shown only on a terminal, and only on rank 0)."""
-        if not self.enabled:
+        """A progress bar (only on a terminal, and only on rank 0; elsewhere :meth:`heartbeat`
+        prints the lines)."""
+        if not self.enabled or self.plain:
             return _Silent()
-        return tqdm(total=total, desc=desc, leave=False, disable=None, dynamic_ncols=True)
+        return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
 
     def heartbeat(self, line: Callable[[], str], force: bool = False) -> None:
-        """Print ``line()`` to stderr when progress bars are off and :data:`PROGRESS_SECONDS` have
-        passed since the last line (or ``force``); ``line`` is only called then."""
-        if not self.plain or (not force and time.monotonic() - self._last_line < PROGRESS_SECONDS):
+        """Print ``line()`` to stderr when progress bars are off and
+        :data:`binmark.progress.PROGRESS_SECONDS` have passed since the last line (or ``force``);
+        ``line`` is only called then."""
+        if not self.plain or (not force and time.monotonic() - self._last_line < progress.PROGRESS_SECONDS):
             return
         print(line(), file=sys.stderr, flush=True)
         self._last_line = time.monotonic()

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
+from binmark import progress
 from binmark.data.dataset import TopDownDataset, collate
 from binmark.evaluate import Evaluator, Predictions, Report
 from binmark.train import distributed as D
@@ -398,7 +399,7 @@ class _StageRun:
         images_left = (total - pos["step"]) * t.cfg.train.batch_size * t.dist.world_size
         eta = images_left / rate if rate > 0 else math.inf
         return (f"{self.stage.name} epoch {epoch + 1}/{self.stage.epochs} step {pos['batch']}/{self.steps_per_epoch} "
-                f"(run {pos['step']}/{total}) loss {loss:.4g} {rate:.1f} img/s ETA {_duration(eta)}")  # fmt: skip
+                f"(run {pos['step']}/{total}) loss {loss:.4g} {rate:.1f} img/s ETA {progress.duration(eta)}")  # fmt: skip
 
     def _step(self, images: torch.Tensor, heatmaps: torch.Tensor, weights: torch.Tensor) -> tuple[float, float]:
         t, cfg = self.t, self.t.cfg
@@ -478,12 +479,3 @@ class _StageRun:
             self._checkpoint("best.pt", checked=True)
         return report
 
-
-def _duration(seconds: float) -> str:
-    """'1h02m', '3m05s', '12s' or '?' (not finite)."""
-    if not math.isfinite(seconds):
-        return "?"
-    s = int(round(seconds))
-    if s >= 3600:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
