@@ -397,3 +397,9 @@ def test_samples_have_the_api_fields(fixtures: Path) -> None:
     assert s["center"].shape == (2,) and isinstance(s["scale"], float)
     assert s["bbox"].shape == (4,) and "image_id" in s
     assert skeleton("coco") == ds.skeleton
+
+
+def test_deeply_nested_annotation_json_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="deep.json is nested too deeply"):
+        load("coco", ann_file=tmp_path / "deep.json", image_dir=tmp_path)

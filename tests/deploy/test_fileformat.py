@@ -232,3 +232,14 @@ def test_pack_checks_the_spec_against_the_network() -> None:
         pack(model, InferenceSpec("300w", input_size=64, heatmap_size=32))
     with pytest.raises(ValueError, match="'skeleton' \\('wflw'\\) has 98 keypoints"):
         pack(model, InferenceSpec("wflw", input_size=64, heatmap_size=16))
+
+
+def test_a_deeply_nested_manifest_is_refused_not_a_recursion_error(face_packed, tmp_path) -> None:
+    from safetensors.torch import save as st_save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in face_packed.net.state_dict().items()}
+    deep = "[" * 100_000 + "]" * 100_000
+    target = tmp_path / "deep.bmk"
+    target.write_bytes(st_save(state, metadata={"binmark": deep}))
+    with pytest.raises(PackedFileError, match="corrupted header"):
+        load(target)

@@ -329,3 +329,16 @@ def test_a_time_based_checkpoint_is_written_within_the_first_epoch(tiny: list[st
     Trainer(load_config(None, tiny + ["train.epochs=1", "train.checkpoint_minutes=1e-9"])).fit()
     mid = [pos["batch"] for name, pos in saved if name == "last.pt" and 0 < pos["batch"] < 6]
     assert mid == [1, 2, 3, 4, 5]  # at every log step (log_every 1), since any time has passed
+
+
+def test_a_checkpoint_asking_for_a_huge_network_is_refused_quickly(tiny: list[str], tmp_path: Path) -> None:
+    from binmark.train.checkpoint import save_checkpoint
+    from tests.conftest import deadline
+
+    Trainer(load_config(None, tiny + ["train.epochs=1"])).fit()
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    for option in ({"stacks": 1_000_000}, {"width": 1_000_000}, {"width": "16"}):
+        ckpt["arch"]["options"] = {**ckpt["arch"]["options"], **option}
+        save_checkpoint(tmp_path / "bad.pt", ckpt)
+        with deadline(60), pytest.raises(ValueError, match=r"bad.pt: its architecture record cannot be built"):
+            model_from_checkpoint(tmp_path / "bad.pt")

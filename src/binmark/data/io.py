@@ -81,6 +81,10 @@ def read_json(path: str | Path) -> Any:
         raise ValueError(
             f"annotation file {p} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from None
+    except RecursionError:
+        raise ValueError(f"annotation file {p} is nested too deeply to be an annotation file") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"annotation file {p} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def read_pts(path: str | Path) -> np.ndarray:

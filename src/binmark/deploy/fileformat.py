@@ -297,7 +297,7 @@ def _read_manifest(path: str | Path, data: bytes) -> dict[str, Any]:
     try:
         header = json.loads(data[8 : 8 + n])
         manifest = json.loads(header["__metadata__"]["binmark"])
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
         raise _refuse(path, "corrupted header, or not a binmark packed model (.bmk); re-export it with 'binmark export'") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise _refuse(path, f"not a binmark packed model (format {manifest.get('format') if isinstance(manifest, dict) else None!r})")

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from binmark import models
+from binmark.models import dry_build
 from binmark.data import RENDERERS, SKELETONS, Augment, Skeleton, load, skeleton, synthetic
 from binmark.heatmaps import HeatmapCodec
 from binmark.inference.spec import INFERENCE_ATTR, InferenceSpec
@@ -92,8 +93,14 @@ def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") 
         (model, checkpoint dict).
     """
     ckpt = load_checkpoint(path, device)
-    model = model_from_arch(ckpt["arch"])
     state = ckpt.get("ema") or ckpt["model"]
+    arch = ckpt["arch"]
+    try:  # its cost bounded by the checkpoint's own tensors before anything real is built
+        record = {"name": arch["name"], "num_keypoints": arch["num_keypoints"], "options": {**arch["options"], "quant": arch["quant"]}}
+        dry_build(record, None, 2 * len(state) + 256, 2 * sum(t.numel() for t in state.values()) + 1_000_000)
+        model = model_from_arch(arch)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"checkpoint {path}: its architecture record cannot be built ({exc})") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
