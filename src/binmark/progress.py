@@ -7,6 +7,7 @@ tqdm's default, nothing is shown at all. There :func:`bar` prints one line every
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Any
@@ -26,7 +27,7 @@ def on_terminal() -> bool:
 
 def duration(seconds: float) -> str:
     """'1h02m', '3m05s', '12s', or '?' when not finite."""
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+    if not math.isfinite(seconds):
         return "?"
     s = int(round(seconds))
     if s >= 3600:

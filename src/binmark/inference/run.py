@@ -136,16 +136,15 @@ def _predict_images(
             except Exception as exc:  # noqa: BLE001 — one input never stops the batch
                 _skip(report, str(path), exc)
         try:
-            results = loc.predict_batch([r[2] for r in readable], [r[3] for r in readable])
+            ran = list(zip(readable, loc.predict_batch([r[2] for r in readable], [r[3] for r in readable])))
         except Exception:  # noqa: BLE001 — find the input that fails, run the others
-            results = []
-            for r in list(readable):
+            ran = []
+            for r in readable:
                 try:
-                    results += loc.predict_batch([r[2]], [r[3]])
+                    ran.append((r, loc.predict_batch([r[2]], [r[3]])[0]))
                 except Exception as exc:  # noqa: BLE001
                     _skip(report, str(r[0]), exc)
-                    readable.remove(r)
-        for (path, name, image, _), result in zip(readable, results):
+        for (path, name, image, _), result in ran:
             entry = result.to_dict(loc.skeleton)
             del entry["schema"], entry["keypoint_names"]
             if draw:

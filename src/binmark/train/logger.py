@@ -17,17 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from binmark import progress
 
 __all__ = ["RunLogger"]
-
-
-class _Silent:
-    def update(self, n: int = 1) -> None: ...
-    def set_postfix(self, **kwargs: Any) -> None: ...
-    def close(self) -> None: ...
 
 
 class RunLogger:
@@ -74,9 +66,7 @@ class RunLogger:
     def progress(self, total: int, desc: str) -> Any:
         """A progress bar (only on a terminal, and only on rank 0; elsewhere :meth:`heartbeat`
         prints the lines)."""
-        if not self.enabled or self.plain:
-            return _Silent()
-        return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+        return progress.bar(total, desc, enabled=self.enabled and not self.plain)
 
     def heartbeat(self, line: Callable[[], str], force: bool = False) -> None:
         """Print ``line()`` to stderr when progress bars are off and

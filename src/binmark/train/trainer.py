@@ -307,8 +307,8 @@ class _StageRun:
                                  f"after step {self.t.position['step']}")  # fmt: skip
 
     def _checkpoint(self, name: str, checked: bool = False) -> None:
-        """Write ``name`` (rank 0). Every rank calls it, unless ``checked``: the caller has just run
-        :meth:`_check_state` on every rank."""
+        """Write ``name`` (rank 0). Every rank calls it; ``checked``: the state was checked
+        (:meth:`_check_state`, on every rank) since the last optimizer step."""
         if not checked:
             self._check_state()  # a checkpoint is never written with non-finite state
         self.saved_at = time.monotonic()
@@ -330,11 +330,12 @@ class _StageRun:
             pos["epoch"] += 1
             pos["batch"] = 0
             last = pos["epoch"] == self.stage.epochs
-            if last or (cfg.train.eval_every and pos["epoch"] % cfg.train.eval_every == 0):
-                report = self._evaluate()
-            self._checkpoint("last.pt")
+            evaluated = last or bool(cfg.train.eval_every and pos["epoch"] % cfg.train.eval_every == 0)
+            if evaluated:
+                report = self._evaluate()  # checks the state on every rank
+            self._checkpoint("last.pt", checked=evaluated)
         self._check_replicas()
-        self._checkpoint(f"{self.stage.name}.pt")
+        self._checkpoint(f"{self.stage.name}.pt", checked=True)  # the state last.pt was checked with
         return report
 
     def _check_replicas(self) -> None:
@@ -372,13 +373,14 @@ class _StageRun:
             seen += len(images) * self.t.dist.world_size
             bar.update(1)
             rate = seen / max(time.perf_counter() - tic, 1e-9)
-            if pos["step"] % cfg.train.log_every == 0:
+            logged = pos["step"] % cfg.train.log_every == 0
+            if logged:
                 self.t.log.scalars(pos["step"], stage=self.stage.name, epoch=epoch, loss=loss, lr=lr, images_per_s=rate)
                 bar.set_postfix(loss=f"{loss:.4g}")
                 self._check_state()
             self.t.log.heartbeat(lambda: self._status(epoch, loss, rate))
             if self._checkpoint_due():
-                self._checkpoint("last.pt")
+                self._checkpoint("last.pt", checked=logged)
         bar.close()
         self.t.log.heartbeat(lambda: self._status(epoch, loss, rate), force=True)
 

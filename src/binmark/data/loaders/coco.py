@@ -96,15 +96,14 @@ def _keypoints(ann: Mapping[str, Any], entry: str) -> np.ndarray:
 
 
 def _record(
-    ann: Mapping[str, Any], i: int, path: Path, images: Mapping[Any, Any], folder: Path,
+    ann: Mapping[str, Any], kpv: np.ndarray, entry: str, images: Mapping[Any, Any], folder: Path,
     schema: Skeleton, origin: float,
 ) -> Record:
-    entry = _entry(path, i, ann)
+    """One annotation, its (K, 3) keypoints already checked by :func:`_keypoints`."""
     if ann.get("image_id") not in images:
         raise ValueError(f"{entry}: image_id {ann.get('image_id')!r} is not in the file's images")
     img = images[ann["image_id"]]
     size = (int(img["width"]), int(img["height"])) if "width" in img and "height" in img else None
-    kpv = _keypoints(ann, entry)
     center, scale, box = _box(ann, size)
     extras: dict[str, Any] = {"image_id": ann["image_id"], "ann_id": ann.get("id")}
     if box is not None:
@@ -153,10 +152,12 @@ def read_coco_style(
         if ann.get("iscrowd", 0):
             crowd += 1
             continue
-        if "keypoints" not in ann or not (_keypoints(ann, _entry(path, i, ann))[:, 2] > 0).any():
+        entry = _entry(path, i, ann)
+        kpv = _keypoints(ann, entry) if "keypoints" in ann else None
+        if kpv is None or not (kpv[:, 2] > 0).any():
             empty += 1
             continue
-        records.append(_record(ann, i, path, images, folder, schema, origin))
+        records.append(_record(ann, kpv, entry, images, folder, schema, origin))
     info = {"crowd_ignored": crowd, "no_keypoints_ignored": empty, "ann_file": str(path)}
     return LandmarkDataset(name, schema, records, info=info)
 
