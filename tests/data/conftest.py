@@ -1,5 +1,5 @@
-"""Paths to the real-data fixtures (copied byte for byte from ../shared/fixtures; see its README
-for their source and licences: test use only)."""
+"""Paths to the real-data fixtures in tests/fixtures (data files from github.com/open-mmlab/mmpose,
+tests/data/; tests/fixtures/README.md gives their source and licences: test use only)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,8 @@ def test_counts_and_api_fields(name: str, k: int) -> None:
 
 
 def test_reference_flip_pairs() -> None:
-    # reference/conventions.md §1.1, §3.1, §4
+    # MPII, COCO: github.com/leoxiaobin/deep-high-resolution-net.pytorch, lib/dataset/{mpii,coco}.py;
+    # LSP: derived from the joint order in github.com/bearpaw/pytorch-pose, miscs/gen_lsp.m
     assert skeleton("mpii").flip_pairs == ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
     assert skeleton("coco").flip_pairs == ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
     assert skeleton("lsp").flip_pairs == ((0, 5), (1, 4), (2, 3), (6, 11), (7, 10), (8, 9))

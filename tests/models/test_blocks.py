@@ -19,12 +19,14 @@ def _params(m: nn.Module) -> int:
 
 
 def test_hpm_256_matches_face_alignment_convblock() -> None:
-    # reference/seeds.md §1.1: 406,400 parameters with BN (convs 405,504 + BN 896)
+    # 406,400 parameters with BN (convs 405,504 + BN 896), computed from ConvBlock in
+    # github.com/1adrianb/face-alignment, face_alignment/models/fan.py
     assert _params(BLOCKS.get("hpm")(256, 256)) == 406_400
 
 
 def test_bottleneck_256_matches_newell() -> None:
-    # reference/seeds.md §1.1: 214,016 (convs 212,992 + BN 1,024)
+    # 214,016 (convs 212,992 + BN 1,024): Newell's pre-activation bottleneck 256→128→128→256
+    # (github.com/princeton-vl/pose-hg-train, src/models/layers/Residual.lua)
     assert _params(BLOCKS.get("bottleneck")(256, 256)) == 214_016
 
 

@@ -20,7 +20,8 @@ def _params(m: nn.Module) -> int:
 
 @pytest.mark.parametrize(
     ("n", "k", "expected"),
-    # reference/seeds.md §2.1 (16 joints, BN included), computed from the official code's arithmetic
+    # 16 joints, BN included; computed from the channel arithmetic of the official code
+    # (github.com/zhiqiangdon/CU-Net, models/cu_net.py)
     [(2, 1, 1_923_200), (4, 1, 3_952_128), (4, 2, 4_168_448), (8, 1, 8_009_984), (8, 2, 8_658_944),
      (16, 1, 16_125_696), (16, 2, 17_639_936)],  # fmt: skip
 )
@@ -35,7 +36,7 @@ def test_face_model_count() -> None:
 def test_three_by_three_convs_are_a_third_of_the_parameters() -> None:
     m = models.build("cunet", 16, num_unets=8, order=1)
     dense3 = sum(mod.weight.numel() for mod in m.modules() if isinstance(mod, nn.Conv2d) and mod.kernel_size == (3, 3))
-    assert dense3 == 2_654_208  # seeds.md: 2.654 M of 8.010 M
+    assert dense3 == 2_654_208  # 2.654 M of 8.010 M, from the same arithmetic (models/cu_net.py)
 
 
 @pytest.mark.parametrize("order", [0, 1, 2, 3])

@@ -13,7 +13,8 @@ SMALL = dict(width=32, depth=2)  # input multiple 16: fast on CPU
 
 
 def test_param_count_matches_fan_arithmetic() -> None:
-    # reference/seeds.md §1.3: 1 stack 6.24 M (16 joints) / 6.25 M (68 points), from fan.py
+    # 1 stack 6.24 M (16 joints) / 6.25 M (68 points), computed from the channel arithmetic of
+    # github.com/1adrianb/face-alignment, face_alignment/models/fan.py
     assert sum(p.numel() for p in models.build("hourglass", 16).parameters()) == 6_236_304
     assert sum(p.numel() for p in models.build("hourglass", 68).parameters()) == 6_249_668
 

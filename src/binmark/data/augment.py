@@ -1,8 +1,8 @@
 """Training augmentation as in the seeds' recipes: scale, rotation (often none), flip, colour.
 
-Defaults follow the seed authors' FAN trainer (face-alignment-training ``dataset-images.lua``,
-reference/seeds.md §1.4): scale s = 1 + N(0, 0.3) clipped to [0.7, 1.3]; rotation N(0, 30°)
-clipped to ±60° and applied with probability 0.4 (set to 0 with probability 0.6); horizontal flip
+Defaults follow the seed authors' FAN trainer (github.com/1adrianb/face-alignment-training,
+``dataset-images.lua``): scale s = 1 + N(0, 0.3) clipped to [0.7, 1.3]; rotation N(0, 30°) clipped
+to ±60° and applied with probability 0.4 (set to 0 with probability 0.6); horizontal flip
 with probability 0.5 (with the skeleton's left/right swap); per-channel colour × U(0.7, 1.3).
 Other recipes are the same fields with other values:
 

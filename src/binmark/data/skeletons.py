@@ -1,8 +1,12 @@
 """Keypoint schemas: names, flip pairs, benchmark normalizers, and colours/limbs for drawing.
 
 A :class:`Skeleton` is a value that augmentation (flip), metrics (normalizers, groups) and drawing
-all read. Joint orders and flip pairs follow the benchmarks' reference code
-(reference/conventions.md §1.1 MPII, §2.1 LSP, §3.1 COCO, §4 faces); indices are 0-based.
+all read. Joint orders and flip pairs follow the benchmarks' reference code; indices are 0-based:
+MPII and COCO — HRNet (github.com/leoxiaobin/deep-high-resolution-net.pytorch,
+lib/dataset/{mpii,coco}.py; COCO sigmas from github.com/cocodataset/cocoapi,
+PythonAPI/pycocotools/cocoeval.py); LSP — the joint order in github.com/bearpaw/pytorch-pose,
+miscs/gen_lsp.m (flip pairs derived from it); faces — github.com/open-mmlab/mmpose,
+configs/_base_/datasets/{300w,aflw,wflw,cofw}.py.
 
 Normalizers (``Skeleton.normalizer``) name what each benchmark divides errors by:
 

@@ -3,8 +3,8 @@
 A binary network amplifies rounding: a sign input within an ulp of its threshold (and exact ties:
 a ±1 dot product is 0 often) flips in one implementation and not in another, and the flip
 propagates, so two correct runtimes of a trained or random binary model can disagree locally by a
-lot. binary-kernels.md §7.6 advises defining the reference semantics and keeping test parameters
-away from ties within float error. ``dyadic`` does that: it puts every parameter on a coarse
+lot. The equivalence tests therefore fix the reference semantics and keep test parameters away
+from ties within float error (docs/deploy.md, "Equivalence"). ``dyadic`` does that: it puts every parameter on a coarse
 power-of-two grid (binary weights ±1/8 balanced along input channels, BN scales ±{1/2, 1, 2} or 0
 with variance 1 or 4 and eps 0, shifts on 1/4 or 1/8 steps) so that PyTorch, the packed runtime and
 ONNX Runtime all compute exactly, and any disagreement is a real difference of semantics.

@@ -2,7 +2,10 @@
 
 300-W layout (the ibug release): ``afw/``, ``helen/{trainset,testset}/``, ``lfpw/{trainset,
 testset}/``, ``ibug/``, ``300W/{01_Indoor,02_Outdoor}/``, each with ``NAME.pts`` next to
-``NAME.jpg`` or ``NAME.png``. Splits (reference/conventions.md §4.1):
+``NAME.jpg`` or ``NAME.png``. Splits (the groups of HRNet-face's split files,
+github.com/HRNet/HRNet-Facial-Landmark-Detection, README, ``data/300w/face_landmarks_300w_*.csv``;
+the private test set: Sagonas et al., "300 Faces In-The-Wild Challenge: database and results",
+Image and Vision Computing 47, 2016):
 
 =============  ================================================  =======
 split          folders                                           images
@@ -20,10 +23,11 @@ Each sample's ``subset`` names the split group it came from, for per-subset NME 
 300-VW layout: ``VIDEO/annot/FRAME.pts`` with ``VIDEO/imgs/FRAME.jpg``; split "val"/"all" = every
 frame.
 
-Coordinates: ``.pts`` values follow MATLAB's 1-based convention (the 300-W site, as quoted in
-reference/conventions.md; HRNet-face shifts them by one) — origin 1. mmpose's 300-W/300-VW JSONs
-copy the ``.pts`` values unchanged, so they are read with origin 1 too and a face gets the same
-0-based coordinates through either file. The box is the landmark box.
+Coordinates: ``.pts`` values follow MATLAB's 1-based convention (the 300-W site, as quoted
+secondhand in blog.csdn.net/u010087338/article/details/134395794; HRNet-face shifts them by one in
+lib/datasets/face300w.py) — origin 1. mmpose's 300-W/300-VW JSONs copy the ``.pts`` values
+unchanged, so they are read with origin 1 too and a face gets the same 0-based coordinates through
+either file. The box is the landmark box.
 """
 
 from __future__ import annotations

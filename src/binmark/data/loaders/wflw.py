@@ -3,7 +3,10 @@
 Layout: ``WFLW_annotations/list_98pt_rect_attr_train_test/list_98pt_rect_attr_{train,test}.txt``
 and images under ``WFLW_images/``. A line holds 196 numbers (x0 y0 … x97 y97), the face rectangle
 (x_min y_min x_max y_max), six 0/1 attributes — large pose, expression, illumination, make-up,
-occlusion, blur — and the image path (reference/conventions.md §4.4).
+occlusion, blur — and the image path (WFLW: Wu et al., "Look at Boundary: A Boundary-Aware Face
+Alignment Algorithm", CVPR 2018; line layout as read by github.com/open-mmlab/mmpose,
+tools/dataset_converters/wflw2coco.py; attribute order as in github.com/ZhenglinZhou/STAR,
+tools/split_wflw.py).
 
 Splits: "train", "test" (= "val"), and the test subsets "test_largepose", "test_expression",
 "test_illumination", "test_makeup", "test_occlusion", "test_blur" (faces with that attribute).

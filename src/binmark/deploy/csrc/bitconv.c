@@ -1,8 +1,10 @@
 /* binmark's binary (XNOR-popcount) convolution kernels.
  *
  * A plain C ABI, loaded from Python with ctypes (which releases the GIL during a call); no Python
- * or torch headers are needed to build it. Design notes with sources are in docs/deploy.md and
- * ../shared/reference/binary-kernels.md; the short version:
+ * or torch headers are needed to build it. Design notes are in docs/deploy.md. Prior art: Larq
+ * Compute Engine (github.com/larq/compute-engine, larq_compute_engine/core/: bitpacking/bitpack.h,
+ * indirect_bgemm/kernel.h, bconv2d/zero_padding_correction.h; Bannink et al., MLSys 2021,
+ * arXiv:2011.09398) and Dukhan, "The Indirect Convolution Algorithm", arXiv:1907.02129. In short:
  *
  * - Encoding (as Larq Compute Engine): bit 1 <=> value -1, bit 0 <=> +1, so sign(0) = +1.
  *   Channels are packed LSB-first into 32-bit words, ceil(C/32) words per pixel (NHWC), tail bits 0.
@@ -180,7 +182,7 @@ static void tile_avx2(const bm_conv_t *c, int img, int cb, int p0) {
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vpopcntdq,avx2,fma,popcnt")
 
-/* 8 pixels x 32 channels: 16 int32 accumulators + 2 weight registers (binary-kernels.md §3.1). */
+/* 8 pixels x 32 channels: 16 int32 accumulators + 2 weight registers, within the 32 zmm. */
 static void tile_avx512(const bm_conv_t *c, int img, int cb, int p0) {
     const uint32_t *base = c->in + (int64_t)img * c->img_words;
     const uint32_t *wp = c->w + (int64_t)cb * c->t * c->cw * 32;
@@ -217,7 +219,7 @@ static void tile_avx512(const bm_conv_t *c, int img, int cb, int p0) {
     }
 }
 
-/* Threshold compare and pack, 16 channels per compare (binary-kernels.md §2.4). */
+/* Threshold compare and pack, 16 channels per compare (one k-mask each, two per word). */
 static void pack_avx512(const bm_pack_t *s) {
     #pragma omp parallel for num_threads(s->nthreads) schedule(static)
     for (int64_t i = 0; i < s->npix; i++) {
