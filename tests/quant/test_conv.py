@@ -57,7 +57,7 @@ def test_signature_is_conv2d_plus_spec() -> None:
     assert list(ours)[: len(base)] == list(base)
     assert list(ours)[len(base) :] == ["spec"]
     for name, p in base.items():
-        if name != "bias":  # API.md: QuantConv2d defaults to bias=False (BN follows)
+        if name != "bias":  # docs/quant.md: QuantConv2d defaults to bias=False (BN follows)
             assert ours[name].default == p.default, name
     assert ours["bias"].default is False
 

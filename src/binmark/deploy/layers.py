@@ -63,8 +63,7 @@ def is_binary_conv(m: nn.Module) -> bool:
     padding given as numbers."""
     return (
         isinstance(m, QuantConv2d)
-        and m.spec.weight_bits == 1
-        and m.spec.act_bits == 1
+        and m.spec.is_binary
         and m.groups == 1
         and m.padding_mode == "zeros"
         and not isinstance(m.padding, str)
@@ -303,9 +302,10 @@ class PackedBinaryConv2d(nn.Module):
         out = torch.empty(n, ho, wo, self.out_channels)
         m, b = self._padded("scale", self.scale), self._padded("bias", self.bias)
         args = native.ConvArgs(
-            packed.data_ptr(), self._cache["zero"].data_ptr(), offs.data_ptr(), self.weight_bits.data_ptr(),
-            cls.data_ptr(), corr.data_ptr(), kvalid.data_ptr(), m.data_ptr(), b.data_ptr(), out.data_ptr(),
-            h * w * cw, n, ho * wo, offs.shape[1], cw, self.out_channels, torch.get_num_threads(),
+            inp=packed.data_ptr(), zero=self._cache["zero"].data_ptr(), offs=offs.data_ptr(),
+            w=self.weight_bits.data_ptr(), cls=cls.data_ptr(), corr=corr.data_ptr(), kvalid=kvalid.data_ptr(),
+            m=m.data_ptr(), b=b.data_ptr(), out=out.data_ptr(), img_words=h * w * cw, n=n, p=ho * wo,
+            t=offs.shape[1], cw=cw, cout=self.out_channels, nthreads=torch.get_num_threads(),
         )  # fmt: skip
         native.conv(args, tier)
         return out.permute(0, 3, 1, 2)
@@ -393,7 +393,7 @@ class PackedQuantConv2d(nn.Module):
 
     def __init__(self, conv: QuantConv2d, values: bool = True) -> None:
         super().__init__()
-        self.bits = int(conv.spec.weight_bits)
+        self.bits = conv.spec.weight_bits
         self.weight_shape = tuple(conv.weight.shape)
         self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
         self.input_quantizer = conv.input_quantizer

@@ -18,6 +18,7 @@ import os
 import warnings
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -31,8 +32,25 @@ _ABI_VERSION = 1
 _p = ctypes.c_void_p
 
 
-class ConvArgs(ctypes.Structure):
-    """Mirror of ``bm_conv_t`` (see csrc/bitconv.c for each field's meaning)."""
+class _Args(ctypes.Structure):
+    """A C argument block filled by field name only: every field, no other name.
+
+    (A plain ``ctypes.Structure`` takes positional values in ``_fields_`` order, so a reordered C
+    struct would silently mis-assign them, and it accepts a misspelt keyword as a Python attribute,
+    leaving the field 0.) ``tests/deploy/test_native_abi.py`` checks each subclass's ``_fields_``,
+    order and types, against its C struct.
+    """
+
+    def __init__(self, **values: Any) -> None:
+        names = [f[0] for f in self._fields_]
+        missing, unknown = [n for n in names if n not in values], sorted(set(values) - set(names))
+        if missing or unknown:
+            raise TypeError(f"{type(self).__name__}: missing fields {missing}, unknown {unknown}; the fields are {names}")
+        super().__init__(**values)
+
+
+class ConvArgs(_Args):
+    """Mirror of ``bm_conv_t`` (see csrc/bitconv.c for each field's meaning; C's ``in`` is ``inp``)."""
 
     _fields_ = [
         ("inp", _p), ("zero", _p), ("offs", _p), ("w", _p), ("cls", _p), ("corr", _p),
@@ -42,8 +60,8 @@ class ConvArgs(ctypes.Structure):
     ]  # fmt: skip
 
 
-class PackArgs(ctypes.Structure):
-    """Mirror of ``bm_pack_t``."""
+class PackArgs(_Args):
+    """Mirror of ``bm_pack_t`` (see csrc/bitconv.c)."""
 
     _fields_ = [
         ("x", _p), ("out", _p), ("thr", _p), ("flip", _p), ("set", _p), ("clr", _p),
@@ -131,8 +149,8 @@ def pack_bits(x: torch.Tensor, thr: torch.Tensor, masks: torch.Tensor, tier: str
     lib = library()
     assert lib is not None
     args = PackArgs(
-        _ptr(x), _ptr(out), _ptr(thr), _ptr(masks[0]), _ptr(masks[1]), _ptr(masks[2]),
-        x.shape[0], x.shape[1], out.shape[1], torch.get_num_threads(),
+        x=_ptr(x), out=_ptr(out), thr=_ptr(thr), flip=_ptr(masks[0]), set=_ptr(masks[1]), clr=_ptr(masks[2]),
+        npix=x.shape[0], c=x.shape[1], cw=out.shape[1], nthreads=torch.get_num_threads(),
     )  # fmt: skip
     # The AVX2 tier packs with the portable code (packing is a small share of a layer's time).
     if lib.bm_pack(ctypes.byref(args), 2 if tier == "avx512_vpopcnt" else 0) != 0:

@@ -1,18 +1,25 @@
 """``pack(model)``: a quantized model rewritten for inference, with its foldable parts folded.
 
 What is folded (each rule is exact algebra; ``tests/deploy`` checks the packed model against
-``model.eval()``):
+``model.eval()``). A block says which algebra its forward follows by a class attribute,
+``fold_pattern``; the patterns, and the child attributes (``bn``, ``act``, ``conv``, ``convs``) each
+one reads, are documented in :mod:`binmark.models.folding`. This module keys its rules on those
+names only and imports no model family (only the declaration's names, ``binmark.models.folding``):
 
-- a BatchNorm that feeds a binary conv's sign (hourglass/CU-Net pre-activation units,
-  ``PreActConv``): into the per-channel thresholds at which inputs are packed to bits;
-- a BatchNorm after a binary conv (BiHRNet's ``BinaryUnit``, ``BinaryConvBN``, the MS-Block's
-  concatenated branches): into the conv's output scale and bias, with XNOR's α and the conv bias;
+- ``"pre_act"``: a BatchNorm that feeds a binary conv's sign (the hourglass family's
+  ``PreActConv``) folds into the per-channel thresholds at which inputs are packed to bits;
+- ``"conv_bn"``: a BatchNorm after a binary conv (BiHRNet's ``BinaryUnit``, ``BinaryConvBN``)
+  folds into the conv's output scale and bias, with XNOR's α and the conv bias;
+- ``"branches_bn"``: a BatchNorm after concatenated parallel binary convs (BiHRNet's MS-Block):
+  each conv takes its slice of the BN, as in ``"conv_bn"``;
 - every 1-bit × 1-bit conv becomes a :class:`~binmark.deploy.layers.PackedBinaryConv2d`; every other
   quantized conv a :class:`~binmark.deploy.layers.PackedQuantConv2d` with k-bit codes; real-valued
   layers stay as they are.
 
-The rewrite depends only on the modules' types, never on their values, so a loader rebuilds the
-same structure from the architecture record and fills it from the file.
+A block declaring a pattern this module does not know is refused (``ValueError`` naming the class
+and the known patterns). The rewrite depends only on the modules' types and declarations, never on
+their values, so a loader rebuilds the same structure from the architecture record and fills it
+from the file.
 """
 
 from __future__ import annotations
@@ -24,18 +31,17 @@ from typing import Any
 from torch import nn
 
 from binmark.deploy.layers import PackedBinaryConv2d, PackedQuantConv2d, is_binary_conv
-from binmark.models.bihrnet import BinaryConvBN, BinaryUnit, MultiScaleUnit
-from binmark.models.blocks import PreActConv
+from binmark.models.folding import FOLD_ATTR
 from binmark.quant import QuantConv2d
 
-__all__ = ["rewrite", "layer_records"]
+__all__ = ["rewrite", "layer_records", "fold_rule"]
 
 
 def _bn(m: nn.Module) -> nn.BatchNorm2d | None:
     return m if isinstance(m, nn.BatchNorm2d) else None
 
 
-def _fold_pre_act(unit: PreActConv, values: bool) -> None:
+def _fold_pre_act(unit: Any, values: bool) -> None:
     """bn → (identity) → binary conv: the BN moves into the conv's input thresholds."""
     bn = _bn(unit.bn)
     if bn is None or not is_binary_conv(unit.conv) or not isinstance(unit.act, nn.Identity):
@@ -44,7 +50,7 @@ def _fold_pre_act(unit: PreActConv, values: bool) -> None:
     unit.bn = nn.Identity()  # type: ignore[assignment]
 
 
-def _fold_conv_bn(unit: nn.Module, values: bool) -> None:
+def _fold_conv_bn(unit: Any, values: bool) -> None:
     """binary conv → bn: the BN moves into the conv's output scale and bias."""
     bn = _bn(unit.bn)
     if bn is None or not is_binary_conv(unit.conv):
@@ -53,7 +59,7 @@ def _fold_conv_bn(unit: nn.Module, values: bool) -> None:
     unit.bn = nn.Identity()
 
 
-def _fold_multi_scale(unit: MultiScaleUnit, values: bool) -> None:
+def _fold_branches_bn(unit: Any, values: bool) -> None:
     """parallel binary convs → concat → bn: each branch takes its slice of the BN."""
     bn = _bn(unit.bn)
     if bn is None or not all(is_binary_conv(c) for c in unit.convs):
@@ -70,13 +76,31 @@ def _fold_multi_scale(unit: MultiScaleUnit, values: bool) -> None:
     unit.bn = nn.Identity()  # type: ignore[assignment]
 
 
-#: Fold rules by module type: each knows its module's forward order.
-_RULES: dict[type, Callable[[Any, bool], None]] = {
-    PreActConv: _fold_pre_act,
-    BinaryConvBN: _fold_conv_bn,
-    BinaryUnit: _fold_conv_bn,
-    MultiScaleUnit: _fold_multi_scale,
+#: Fold rules by the pattern a block declares in ``fold_pattern`` (see binmark.models.folding).
+_RULES: dict[str, Callable[[Any, bool], None]] = {
+    "pre_act": _fold_pre_act,
+    "conv_bn": _fold_conv_bn,
+    "branches_bn": _fold_branches_bn,
 }
+
+
+def fold_rule(module: nn.Module) -> Callable[[Any, bool], None] | None:
+    """The fold rule ``module``'s class declares, or None when it declares none.
+
+    Raises:
+        ValueError: the class declares a pattern that is not one of :data:`_RULES`'s.
+    """
+    pattern = getattr(type(module), FOLD_ATTR, None)
+    if pattern is None:
+        return None
+    rule = _RULES.get(pattern) if isinstance(pattern, str) else None
+    if rule is None:
+        cls = type(module)
+        raise ValueError(
+            f"{cls.__module__}.{cls.__qualname__} declares {FOLD_ATTR}={pattern!r}, which binmark.deploy.pack "
+            f"does not know; known fold patterns: {', '.join(_RULES)} (see binmark.models.folding)"
+        )
+    return rule
 
 
 def rewrite(model: nn.Module, values: bool = True) -> nn.Module:
@@ -84,10 +108,13 @@ def rewrite(model: nn.Module, values: bool = True) -> nn.Module:
 
     Args:
         values: False builds the structure only, with empty packed layers (for loading a file).
+
+    Raises:
+        ValueError: a block declares an unknown fold pattern (see :func:`fold_rule`).
     """
     net = copy.deepcopy(model).eval()
     for module in list(net.modules()):
-        rule = _RULES.get(type(module))
+        rule = fold_rule(module)
         if rule is not None:
             rule(module, values)
     for parent in list(net.modules()):

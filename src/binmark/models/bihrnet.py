@@ -33,10 +33,12 @@ binmark's design, built on HRNet's topology (:mod:`binmark.models.hrnet`) and Re
 from __future__ import annotations
 
 from functools import partial
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from binmark.models.folding import FoldPattern
 from binmark.models.hrnet import STEM_CHANNELS, HighResolutionNet, Layers, check_width, conv_bn
 from binmark.models.registry import register_model
 from binmark.quant import QuantConv2d, QuantSpec, RPReLU, as_spec
@@ -59,6 +61,8 @@ def _act(channels: int, react: bool) -> nn.Module:
 class BinaryConvBN(nn.Module):
     """sign → binary conv → BN (no shortcut): the fusion paths' conv."""
 
+    fold_pattern: ClassVar[FoldPattern] = "conv_bn"  # BN into the conv's output (binmark.models.folding)
+
     def __init__(self, cin: int, cout: int, k: int, stride: int, spec: QuantSpec, act: nn.Module | None = None) -> None:
         super().__init__()
         self.conv = QuantConv2d(cin, cout, k, stride, k // 2, spec=spec)
@@ -80,6 +84,8 @@ class BinaryUnit(nn.Module):
         react: RPReLU (True) or PReLU.
     """
 
+    fold_pattern: ClassVar[FoldPattern] = "conv_bn"  # BN into the conv's output (binmark.models.folding)
+
     def __init__(self, cin: int, cout: int, k: int, stride: int, spec: QuantSpec, react: bool) -> None:
         super().__init__()
         self.conv = QuantConv2d(cin, cout, k, stride, k // 2, spec=spec)
@@ -96,6 +102,8 @@ class BinaryUnit(nn.Module):
 class MultiScaleUnit(nn.Module):
     """Parallel binary 3×3 convs with dilations 1 and 2, half the channels each, concatenated,
     BN, plus the real identity, then RPReLU."""
+
+    fold_pattern: ClassVar[FoldPattern] = "branches_bn"  # each conv gets its BN slice (binmark.models.folding)
 
     def __init__(self, channels: int, spec: QuantSpec, react: bool, dilations: tuple[int, ...] = (1, 2)) -> None:
         super().__init__()

@@ -31,11 +31,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from binmark._registry import Registry
+from binmark.models.folding import FoldPattern
 
 __all__ = [
     "BLOCKS",
@@ -80,11 +82,16 @@ class BlockLayers:
 class PreActConv(nn.Module):
     """norm → act → conv (k×k, stride 1, 'same' padding, no bias) → optional post activation.
 
+    Packing folds ``bn`` into a binary ``conv``'s input thresholds (the ``"pre_act"`` pattern of
+    :mod:`binmark.models.folding`).
+
     Args:
         in_ch, out_ch: channels.
         kernel_size: k (odd).
         layers: the layer types (see :class:`BlockLayers`).
     """
+
+    fold_pattern: ClassVar[FoldPattern] = "pre_act"
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, layers: BlockLayers) -> None:
         super().__init__()

@@ -8,8 +8,15 @@ forward computes
 where q_in and q_w are the input and weight quantizers chosen by the ``QuantSpec`` and g is the
 gradient quantizer (identity in forward; with ``grad_scale="official"`` it acts on the weight
 only, as the CU-Net code). The modules are exposed as ``input_quantizer``,
-``weight_quantizer`` and ``grad_quantizer``; their ``bits`` attributes are the one source of
-truth that :func:`binmark.quant.summary` and the packer read.
+``weight_quantizer`` and ``grad_quantizer``.
+
+Bit widths: the layer's read-only ``spec`` is the one source of its bit widths —
+``spec.weight_bits``, ``spec.act_bits``, ``spec.grad_bits`` and ``spec.is_binary`` are what
+:func:`binmark.quant.summary`, training's weight clipping and the packer read. The quantizers are built from the
+spec (``make_*_quantizer``), and their ``bits`` attributes equal the spec's by construction (a
+ternary weight quantizer has ``bits = 2`` = ``weight_bits``); they are there for display, not to be
+read instead of the spec. The spec is fixed at construction: a layer with other bit widths is a
+new layer (:meth:`QuantConv2d.from_conv`).
 
 Padding: zero padding is applied *after* the input quantizer, so with 1-bit activations the
 border taps of a padded convolution see 0, not ±1 (the input is ternary there). This is what the
@@ -78,12 +85,17 @@ class QuantConv2d(nn.Conv2d):
             device=device,
             dtype=dtype,
         )
-        self.spec = as_spec(spec)
+        self._spec = as_spec(spec)
         self.input_quantizer = make_input_quantizer(self.spec, in_channels)
         self.weight_quantizer = make_weight_quantizer(self.spec, out_channels)
         self.grad_quantizer = make_grad_quantizer(self.spec)
         self.to(device=self.weight.device, dtype=self.weight.dtype)
         self.reset_scales()
+
+    @property
+    def spec(self) -> QuantSpec:
+        """The layer's quantization (read-only): the one source of its bit widths (module docstring)."""
+        return self._spec
 
     def reset_scales(self) -> None:
         """Initialise learned weight scales from the current weight (call after loading weights)."""
