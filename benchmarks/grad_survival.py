@@ -40,7 +40,7 @@ def main() -> None:
     args = ap.parse_args()
     codec = HeatmapCodec(256, 64, 1.0, "cunet")
     data = TopDownDataset(synthetic("face", args.batch, seed=0), codec)
-    images, targets, _, _ = collate([data[i] for i in range(args.batch)])
+    images, targets, _ = collate([data[i] for i in range(args.batch)])
     for scale in GRAD_SCALES:
         share = survival(scale, args.unets, images, targets)
         print(f"grad_scale={scale:9s} nonzero 3×3 weight-gradient entries: {100 * share:.1f} %")

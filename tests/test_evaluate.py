@@ -12,7 +12,7 @@ from torch import nn
 
 from binmark.data import load
 from binmark.evaluate import Evaluator, Predictions, report_kind
-from binmark.heatmaps import HeatmapCodec
+from binmark.topdown import InferenceSpec
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -45,7 +45,7 @@ def _perfect(ds) -> Predictions:
 @pytest.mark.parametrize("flip", [False, True])
 def test_predictions_map_back_to_the_box_centre(flip: bool) -> None:
     ds = load("cofw", ann_file=FIXTURES / "cofw/test_cofw.json", image_dir=FIXTURES / "cofw")
-    ev = Evaluator(ds, HeatmapCodec(256, 64, 2.0, decode="dark"), flip_test=flip, batch_size=2)
+    ev = Evaluator(ds, InferenceSpec(ds.skeleton, decode="dark", flip_test=flip), batch_size=2)
     model = CentreModel(29)
     model.train()
     pred = ev.predict(model)
@@ -120,4 +120,6 @@ def test_bad_options() -> None:
     with pytest.raises(ValueError, match="unknown report 'auc'"):
         Evaluator(ds, kind="auc")
     with pytest.raises(ValueError, match="output_activation"):
-        Evaluator(ds, output_activation="softmax")
+        Evaluator(ds, InferenceSpec(ds.skeleton, output_activation="softmax"))
+    with pytest.raises(ValueError, match="has 68 keypoints but the dataset's 'cofw' has 29"):
+        Evaluator(ds, InferenceSpec("300w"))

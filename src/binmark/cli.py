@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from binmark import __version__
+from binmark.sizes import parse_size
 
 __all__ = ["main", "build_parser", "NOTHING_PROCESSED"]
 
@@ -32,17 +33,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _input_size(text: str) -> tuple[int, int]:
-    """'256' → (256, 256); '256x192' → (256, 192), as (H, W)."""
-    parts = text.lower().split("x")
+    """An "H" or "HxW" argument as (w, h) (:func:`binmark.sizes.parse_size`)."""
     try:
-        sizes = [int(p) for p in parts]
-    except ValueError:
-        sizes = []
-    if len(sizes) == 1:
-        sizes *= 2
-    if len(sizes) != 2 or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size; write H or HxW, e.g. 256x192")
-    return sizes[0], sizes[1]
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_int(text: str) -> int:
@@ -91,7 +86,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     from binmark.models import build
     from binmark.quant import summary
 
-    height, width = args.input_size
+    width, height = args.input_size
     try:  # in this command every value comes from the arguments: a bad one is a usage error
         model = build(args.model, args.keypoints, **_model_options(args))
         result = summary(model, input_size=(args.batch, 3, height, width))
@@ -105,7 +100,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from binmark.train.demo import run_demo
+    from binmark.demo import run_demo
 
     return run_demo(args.out)
 
@@ -131,9 +126,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from binmark.evaluate import Evaluator
     from binmark.fileio import atomic_write
-    from binmark.train.build import build_codec, build_split, model_from_checkpoint
+    from binmark.train.build import build_evaluator, build_split, model_from_checkpoint
     from binmark.train.trainer import _device
 
     cfg = _config(args)
@@ -144,8 +138,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if k != want:
         raise ValueError(f"checkpoint {args.checkpoint} predicts {k} keypoints but dataset {cfg.data.dataset!r} "
                          f"({samples.skeleton.name}) has {want}; evaluate it with the config it was trained with")  # fmt: skip
-    report = Evaluator(samples, build_codec(cfg.data, cfg.eval.decode), cfg.eval.flip_test, cfg.eval.batch_size,
-                       device=device, padding=cfg.data.padding, output_activation=cfg.loss.output_activation)(model)  # fmt: skip
+    report = build_evaluator(cfg, samples, device)(model)
     print(report.table())
     out = Path(args.out) if args.out else Path(str(args.checkpoint) + ".eval.json")
     atomic_write(out, report.to_json())
@@ -189,7 +182,7 @@ def _add_deploy(sub: Any) -> None:
     p.add_argument("checkpoint", help="training checkpoint (.pt)")
     p.add_argument("out", help="output .bmk file")
     p.add_argument("--onnx", metavar="OUT.onnx", help="also export the fake-quant graph to ONNX, checked with onnxruntime")
-    p.add_argument("--input-size", type=_input_size, default=(256, 256), help="H or HxW of the ONNX example input (default: 256)")
+    p.add_argument("--input-size", type=_input_size, default=(256, 256), help="H or HxW (height first) of the ONNX example input (default: 256)")
     p.add_argument("--real-dtype", choices=("float32", "float16"), default="float32",
                    help="storage of the real-valued layers (first conv, heads): float32 (exact, default) or float16 (smaller)")  # fmt: skip
     p.set_defaults(func=_cmd_export, parser=p)
@@ -206,7 +199,7 @@ def _add_deploy(sub: Any) -> None:
     parsers = [p] + [models.add_parser(name, help=f"benchmark the {name} model") for name in names()]
     for mp in parsers:
         mp.add_argument("--keypoints", type=int, default=16, help="K (default: 16)")
-        mp.add_argument("--input-size", type=_input_size, default=(256, 256), help="H or HxW (default: 256)")
+        mp.add_argument("--input-size", type=_input_size, default=(256, 256), help="H or HxW, height first (default: 256)")
         mp.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default: 1 8)")
         mp.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
         mp.add_argument("--runs", type=int, default=20, help="timed runs per row; the median is reported (default: 20)")
@@ -237,7 +230,7 @@ def _add_summary(sub: Any) -> None:
         mp = models.add_parser(name, help=f"summary of the {name} model")
         mp.add_argument("--keypoints", type=int, default=16, help="K (default: 16)")
         mp.add_argument(
-            "--input-size", type=_input_size, default=(256, 256), help="H or HxW (default: 256)"
+            "--input-size", type=_input_size, default=(256, 256), help="H or HxW, height first (default: 256)"
         )
         mp.add_argument("--batch", type=int, default=1, help="batch N for MAC counts (default: 1)")
         mp.add_argument("--layers", action="store_true", help="also print the per-layer table")
@@ -334,7 +327,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
     from binmark.inference import HaarFaceDetector, Localizer, WholeImage
-    from binmark.inference.images import MAX_PIXELS
+    from binmark.data.io import MAX_PIXELS
     from binmark.inference.run import predict_paths
 
     if args.threads:
@@ -382,7 +375,7 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("--no-draw", action="store_true", help="JSON only, no annotated images/videos")
     p.add_argument("--max-pixels", type=_positive_int,
                    help="skip images and videos with more pixels per frame, before decoding (default: Pillow's limit, "
-                   "binmark.inference.images.MAX_PIXELS)")
+                   "binmark.data.io.MAX_PIXELS)")
     p.add_argument("--format", choices=("binmark", "coco"), default="binmark",
                    help="coco: also write OUT/predictions_coco.json, a COCO keypoint results list")
     p.set_defaults(func=_cmd_predict, parser=p)

@@ -25,10 +25,10 @@ import yaml
 
 from binmark.data.transforms import PIXEL_STD
 from binmark.draw import draw_keypoints, grid, write_png
-from binmark.evaluate import Evaluator, Predictions, Report, mean_shape_baseline
+from binmark.evaluate import Predictions, Report, mean_shape_baseline
 from binmark.fileio import atomic_write
 from binmark.plots import plot_ced
-from binmark.train.build import build_codec, build_split, model_from_checkpoint
+from binmark.train.build import build_evaluator, build_split, model_from_checkpoint
 from binmark.train.config import Config, config_to_dict, from_dict
 from binmark.train.trainer import Trainer
 
@@ -140,11 +140,10 @@ def run_demo(out: str | Path = "demo_out", overrides: dict[str, Any] | None = No
     rate = epochs * (cfg.data.train.size // cfg.train.batch_size) * cfg.train.batch_size / seconds
     model, _ = model_from_checkpoint(Path(cfg.output_dir) / "last.pt")
     val, train = build_split(cfg.data, "val"), build_split(cfg.data, "train")
-    codec = build_codec(cfg.data, cfg.eval.decode)
-    evaluator = Evaluator(val, codec, cfg.eval.flip_test, cfg.eval.batch_size, padding=cfg.data.padding)
+    evaluator = build_evaluator(cfg, val)
     pred = evaluator.predict(model)
     report = evaluator.report(pred)
-    baseline = evaluator.report(mean_shape_baseline(train, val, codec, cfg.data.padding))
+    baseline = evaluator.report(mean_shape_baseline(train, val, evaluator.spec))
     ok = report.metrics["NME"] < MARGIN * baseline.metrics["NME"]
     plot_ced({"binary HPM hourglass": report.details["errors"], "mean shape": baseline.details["errors"]}, out / "ced.png")
     _predictions_picture(val, pred, out / "predictions.png")

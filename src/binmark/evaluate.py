@@ -1,9 +1,10 @@
 """``Evaluator``: run a model over a dataset, map predictions back to image pixels, report.
 
-For every sample it crops the box (no augmentation), runs the model (and, with the flip test, the
-model on the mirrored crop, averaged by :func:`binmark.heatmaps.flip_average`), decodes the final
-output with the codec, and maps the points back through the inverse crop. The report is the
-dataset's standard one, chosen from its skeleton's normalizer:
+Every sample goes through the same top-down step as the Localizer's images
+(:mod:`binmark.topdown`): its box cropped (no augmentation) as the :class:`InferenceSpec` says,
+the model run (with the flip test, also on the mirrored crop), the final output decoded and the
+points mapped back through the inverse crop. The report is the dataset's standard one, chosen from
+its skeleton's normalizer:
 
 ======  =======================================================================================
 kind    report
@@ -31,13 +32,13 @@ from torch.utils.data import DataLoader
 
 from binmark import metrics
 from binmark._registry import Registry
-from binmark.data.dataset import META_EXTRAS, TopDownDataset, collate
+from binmark.data.dataset import META_EXTRAS, collate, sample_box
 from binmark.data.skeletons import Skeleton
-from binmark.data.transforms import invert, transform_points
-from binmark.heatmaps import HeatmapCodec, flip_average
+from binmark.data.transforms import crop_matrix, invert, transform_points
 from binmark.progress import bar as progress_bar
+from binmark.topdown import InferenceSpec, SampleCrops, landmarks
 
-__all__ = ["Predictions", "Report", "Evaluator", "model_heatmaps", "REPORTS", "report_kind", "mean_shape_baseline"]
+__all__ = ["Predictions", "Report", "Evaluator", "REPORTS", "report_kind", "mean_shape_baseline"]
 
 MPII_COLUMNS = ("head", "shoulder", "elbow", "wrist", "hip", "knee", "ankle", "mean")
 
@@ -87,33 +88,6 @@ class Report:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
-
-
-def model_heatmaps(
-    model: nn.Module,
-    images: torch.Tensor,
-    output_activation: str | None = None,
-    flip_permutation: Sequence[int] | None = None,
-) -> torch.Tensor:
-    """The final stack's heatmaps (N, K, h, w), float32, for normalized crops (N, 3, H, W).
-
-    Args:
-        model: returns a tensor or a list of per-stack tensors (the last one is used).
-        images: network inputs.
-        output_activation: "sigmoid" for logit outputs (sigmoid cross-entropy training).
-        flip_permutation: with the flip test, the skeleton's flip permutation: the mirrored
-            crops' heatmaps are flipped back and averaged in.
-    """
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        out = model(x)
-        heatmaps = (out[-1] if isinstance(out, (list, tuple)) else out).float()
-        return torch.sigmoid(heatmaps) if output_activation == "sigmoid" else heatmaps
-
-    heatmaps = run(images)
-    if flip_permutation is not None:
-        heatmaps = flip_average(heatmaps, run(images.flip(-1)), flip_permutation)
-    return heatmaps
 
 
 def _fmt(v: float) -> str:
@@ -217,76 +191,71 @@ class Evaluator:
     Args:
         samples: a dataset (``binmark.data.load`` / ``synthetic``): a sequence of sample dicts
             with ``skeleton`` (and ``info``, ``name``) attributes.
-        codec: input/heatmap geometry and decoding (default 256 → 64, σ 2, "quarter").
-        flip_test: average with the mirrored crop's heatmaps.
+        spec: crop geometry, decoding, output activation and flip test, as for the Localizer;
+            default ``InferenceSpec(samples.skeleton, flip_test=True)`` (256 → 64, σ 2, "quarter").
+            A training config's is ``binmark.train.build.build_evaluator``'s.
         batch_size, num_workers: DataLoader settings.
         device: where the model runs.
-        padding: crop padding around each sample's box.
         kind: report kind (default from the skeleton, see :func:`report_kind`).
-        output_activation: "sigmoid" for models trained with ``SigmoidCE`` (they output logits).
         progress: show progress (a bar on a terminal, periodic lines otherwise).
         options: report options (``oks_nms`` threshold, ``category_id``, …) added to the
             dataset's ``info``.
+
+    Raises:
+        ValueError: the samples carry no skeleton, or ``spec``'s has another keypoint count.
     """
 
     def __init__(
         self,
         samples: Sequence[dict[str, Any]],
-        codec: HeatmapCodec | None = None,
-        flip_test: bool = True,
+        spec: InferenceSpec | None = None,
+        *,
         batch_size: int = 16,
         num_workers: int = 0,
         device: str | torch.device = "cpu",
-        padding: float = 1.25,
         kind: str | None = None,
-        output_activation: str | None = None,
         progress: bool = True,
         **options: Any,
     ) -> None:
         schema = getattr(samples, "skeleton", None)
         if schema is None:
             raise ValueError("Evaluator needs a dataset that carries its skeleton")
-        if output_activation not in (None, "sigmoid"):
-            raise ValueError(f"output_activation must be None or 'sigmoid', got {output_activation!r}")
+        spec = spec or InferenceSpec(schema, flip_test=True)
+        if spec.skeleton.num_keypoints != schema.num_keypoints:
+            raise ValueError(f"Evaluator: the spec's skeleton {spec.skeleton.name!r} has {spec.skeleton.num_keypoints} keypoints "
+                             f"but the dataset's {schema.name!r} has {schema.num_keypoints}")  # fmt: skip
         self.samples = samples
         self.schema: Skeleton = schema
-        self.codec = codec or HeatmapCodec()
-        self.flip_test = flip_test
+        self.spec = spec
         self.batch_size, self.num_workers = batch_size, num_workers
         self.device = torch.device(device)
-        self.padding = padding
         self.kind = kind or report_kind(schema)
         REPORTS.get(self.kind)
-        self.output_activation = output_activation
         self.progress = progress
         self.info = {**getattr(samples, "info", {}), **options}
 
     @torch.no_grad()
     def predict(self, model: nn.Module) -> Predictions:
         """Run ``model`` (in eval mode, restored afterwards) over every sample."""
-        data = TopDownDataset(self.samples, self.codec, self.schema, padding=self.padding)
+        data = SampleCrops(self.samples, self.spec)
         loader = DataLoader(data, self.batch_size, num_workers=self.num_workers, collate_fn=collate)
         was_training = model.training
         model.eval()
-        coords, scores, gt, vis, metas = [], [], [], [], []
+        coords, scores, metas = [], [], []
         shown = progress_bar(len(data), "eval", "img", enabled=self.progress)
         try:
-            for images, _, _, meta in loader:
-                shown.update(len(images))
-                images = images.to(self.device)
-                flip = self.schema.flip_permutation if self.flip_test else None
-                heatmaps = model_heatmaps(model, images, self.output_activation, flip)
-                c, s = self.codec.decode(heatmaps.cpu())
-                for j, m in enumerate(meta):
-                    coords.append(transform_points(c[j].numpy(), invert(m["matrix"])))
-                    scores.append(s[j].numpy())
-                    gt.append(m["keypoints"])
-                    vis.append(m["visible"])
-                    metas.append(m)
+            for inputs, matrices, meta in loader:
+                shown.update(len(inputs))
+                c, s = landmarks(model, inputs, matrices, self.spec, self.device)
+                coords.append(c)
+                scores.append(s)
+                metas.extend(meta)
         finally:
             shown.close()
             model.train(was_training)
-        return Predictions(np.stack(coords), np.stack(scores), np.stack(gt), np.stack(vis), metas)
+        gt = np.stack([m["keypoints"] for m in metas])
+        visible = np.stack([m["visible"] for m in metas])
+        return Predictions(np.concatenate(coords), np.concatenate(scores), gt, visible, metas)
 
     def report(self, predictions: Predictions) -> Report:
         """The dataset's standard report for ``predictions``."""
@@ -300,36 +269,35 @@ class Evaluator:
 def mean_shape_baseline(
     train_samples: Sequence[dict[str, Any]],
     samples: Sequence[dict[str, Any]],
-    codec: HeatmapCodec,
-    padding: float = 1.25,
+    spec: InferenceSpec,
     max_train: int = 500,
 ) -> Predictions:
     """The mean-shape baseline: every sample gets the training set's mean landmark layout in the
     crop, mapped back to its image.
 
     The mean is taken over the annotated points of the first ``max_train`` training samples, in
-    network-input pixels of their (unaugmented) crops. A model that does not beat this by a wide
-    margin has learned nothing about the image.
+    network-input pixels of their (unaugmented) crops as ``spec`` makes them. A model that does not
+    beat this by a wide margin has learned nothing about the image.
     """
-    schema = getattr(samples, "skeleton", None) or train_samples.skeleton  # type: ignore[attr-defined]
-    crops = TopDownDataset(train_samples, codec, schema, padding=padding)
-    total = np.zeros((schema.num_keypoints, 2))
-    count = np.zeros((schema.num_keypoints, 1))
+
+    def matrix(sample: dict[str, Any]) -> np.ndarray:
+        center, scale = sample_box(sample, spec.input_size)
+        return crop_matrix(center, scale * spec.padding, spec.input_size)
+
+    k = spec.skeleton.num_keypoints
+    total, count = np.zeros((k, 2)), np.zeros((k, 1))
     for i in range(min(max_train, len(train_samples))):
         sample = train_samples[i]
-        m, _ = crops.crop_matrix(sample)
         vis = np.asarray(sample["visible"], bool)[:, None]
-        total += np.where(vis, transform_points(sample["keypoints"], m), 0.0)
+        total += np.where(vis, transform_points(sample["keypoints"], matrix(sample)), 0.0)
         count += vis
     mean = total / np.maximum(count, 1)
-    target = TopDownDataset(samples, codec, schema, padding=padding)
     coords, gt, vis, metas = [], [], [], []
     for i in range(len(samples)):
         sample = samples[i]
-        m, _ = target.crop_matrix(sample)
-        coords.append(transform_points(mean, invert(m)))
+        coords.append(transform_points(mean, invert(matrix(sample))))
         gt.append(np.asarray(sample["keypoints"], dtype=np.float64))
         vis.append(np.asarray(sample["visible"], dtype=bool))
-        metas.append({k: sample[k] for k in META_EXTRAS if k in sample})
+        metas.append({key: sample[key] for key in META_EXTRAS if key in sample})
     n = len(coords)
-    return Predictions(np.stack(coords), np.ones((n, schema.num_keypoints)), np.stack(gt), np.stack(vis), metas)
+    return Predictions(np.stack(coords), np.ones((n, k)), np.stack(gt), np.stack(vis), metas)

@@ -45,8 +45,7 @@ def _metric_table(values: dict[str, float]) -> list[list[str]]:
 
 def _evaluate(run: Path, config: dict[str, Any], out: Path) -> list[Section]:
     """Evaluate the run's best checkpoint on its validation split; plots and the metric table."""
-    from binmark.evaluate import Evaluator
-    from binmark.train.build import build_codec, build_split, model_from_checkpoint
+    from binmark.train.build import build_evaluator, build_split, model_from_checkpoint
     from binmark.train.config import Config, from_dict
 
     ckpt = next((run / n for n in ("best.pt", "last.pt") if (run / n).is_file()), None)
@@ -55,8 +54,7 @@ def _evaluate(run: Path, config: dict[str, Any], out: Path) -> list[Section]:
     cfg = from_dict(Config, config)
     model, _ = model_from_checkpoint(ckpt)
     samples = build_split(cfg.data, "val")
-    ev = Evaluator(samples, build_codec(cfg.data, cfg.eval.decode), cfg.eval.flip_test, cfg.eval.batch_size,
-                   padding=cfg.data.padding, output_activation=cfg.loss.output_activation)  # fmt: skip
+    ev = build_evaluator(cfg, samples)
     pred = ev.predict(model)
     report = ev.report(pred)
     atomic_write(out / "eval.json", report.to_json())

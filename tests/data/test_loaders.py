@@ -102,10 +102,18 @@ class TestCOCO:
         s = ds[0]  # annotation 442619: keypoints start 367, 81, 2, 374, 73, 2
         np.testing.assert_allclose(s["keypoints"][:2], [[367, 81], [374, 73]])
         assert s["image_id"] == 785 and s["ann_id"] == 442619 and s["area"] == pytest.approx(27789.11055)
-        # bbox [280.79, 44.73, 218.7, 346.68] cleaned: w - 1, h - 1 inclusive extents
-        np.testing.assert_allclose(s["bbox"], [280.79, 44.73, 217.7, 345.68])
+        # bbox [280.79, 44.73, 218.7, 346.68] lies inside the 640 × 425 image: kept as it is; its
+        # centre (COCO box convention) is HRNet's x + (w - 1) / 2, its side h (HRNet: h - 1)
+        np.testing.assert_allclose(s["bbox"], [280.79, 44.73, 218.7, 346.68])
         np.testing.assert_allclose(s["center"], [280.79 + 217.7 / 2, 44.73 + 345.68 / 2])
-        assert s["scale"] == pytest.approx(345.68 / 200)
+        assert s["scale"] == pytest.approx(346.68 / 200)
+
+    def test_boxes_are_clipped_to_the_image(self) -> None:
+        from binmark.data.loaders.coco import clean_bbox
+
+        np.testing.assert_allclose(clean_bbox([-10, 5, 30, 20], 100, 50), [0, 5, 20, 20])
+        np.testing.assert_allclose(clean_bbox([90, 40, 30, 20], 100, 50), [90, 40, 10, 10])
+        assert clean_bbox([100, 0, 5, 5], 100, 50) is None and clean_bbox([0, 0, 0, 5], 100, 50) is None
 
     def test_labelled_but_hidden_points(self, fixtures: Path) -> None:
         ds = load("coco", ann_file=fixtures / "coco/test_coco.json", image_dir=fixtures / "coco")

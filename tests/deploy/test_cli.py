@@ -12,14 +12,15 @@ from binmark.cli import main
 from binmark.deploy import bench
 from binmark.deploy import load
 from binmark.quant import as_spec
-from binmark.train.build import model_from_arch
+from binmark.models import Architecture
 from binmark.train.checkpoint import save_checkpoint
 
 
 @pytest.mark.slow
 def test_export_writes_bmk_and_checked_onnx(tmp_path, capsys) -> None:
+    # a checkpoint of the older shape: the quant spec beside the options
     arch = {"name": "hourglass", "num_keypoints": 16, "options": {"depth": 2, "width": 32}, "quant": as_spec("bulat17").to_dict()}
-    model = model_from_arch(arch).eval()
+    model = Architecture.from_dict(arch).build().eval()
     save_checkpoint(tmp_path / "last.pt", {"model": model.state_dict(), "arch": arch})
     assert main(["export", str(tmp_path / "last.pt"), str(tmp_path / "m.bmk"), "--onnx", str(tmp_path / "m.onnx"), "--input-size", "32"]) == 0
     assert "ONNX Runtime matches" in capsys.readouterr().out

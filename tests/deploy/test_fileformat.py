@@ -184,6 +184,20 @@ def test_manifest_fields_are_checked_even_with_a_valid_checksum(face_packed, tmp
         load(target)
 
 
+def test_files_of_earlier_versions_still_load(face_packed, tmp_path) -> None:
+    """Earlier versions stored the quant option as the preset name it was built with; the
+    architecture record now resolves it to the spec, and both read back as the same network."""
+    from binmark.models import Architecture
+
+    assert face_packed.manifest()["arch"]["options"]["quant"]["weight_bits"] == 1
+    target = tmp_path / "old.bmk"
+    target.write_bytes(_resigned(face_packed, lambda m: m["arch"]["options"].update(quant="bulat17")))
+    old = load(target)
+    assert old.arch == Architecture("hourglass", 68, {**face_packed.arch.options, "quant": "bulat17"})
+    x = torch.randn(1, 3, 64, 64)
+    torch.testing.assert_close(old(x)[-1], face_packed(x)[-1], rtol=0, atol=0)
+
+
 def test_a_small_file_cannot_ask_for_a_huge_network(face_packed, tmp_path) -> None:
     from tests.conftest import deadline
 

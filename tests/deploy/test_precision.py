@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from binmark.demo import demo_config
 from binmark.deploy import pack
 from binmark.deploy.engine import amx_available, available, config_for
 from binmark.evaluate import Evaluator
 from binmark.inference.localizer import PRECISION
-from binmark.train.build import build_codec, build_split, model_from_checkpoint
-from binmark.train.demo import demo_config
+from binmark.topdown import InferenceSpec
+from binmark.train.build import build_split, model_from_checkpoint
 from binmark.train.trainer import Trainer
 
 pytestmark = pytest.mark.skipif(not available(), reason="binmark's C library is not built")
@@ -40,7 +41,7 @@ def test_fast_landmarks_stay_within_005_px_of_exact(trained) -> None:
     cfg, model = trained
     packed = pack(model, precision="exact", runtime="fused")
     val = build_split(cfg.data, "val")
-    evaluator = Evaluator(val, build_codec(cfg.data, cfg.eval.decode), False, 32, padding=cfg.data.padding)
+    evaluator = Evaluator(val, InferenceSpec.from_config(cfg, val.skeleton), batch_size=32)
     exact = evaluator.predict(packed).coords
     packed.precision = "fast"
     fast = evaluator.predict(packed).coords

@@ -68,11 +68,11 @@ TINY_FACE = [
 @pytest.fixture(scope="session")
 def face_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained binary hourglass checkpoint on the 68-point face schema, with its config."""
-    from binmark.train.build import architecture, dataset_skeleton, model_from_arch
+    from binmark.train.build import architecture, dataset_skeleton
 
     cfg = load_config(None, TINY_FACE + ["output_dir=unused"])
     arch = architecture(cfg, dataset_skeleton(cfg.data), cfg.model.quant)
-    model = model_from_arch(arch).eval()
+    model = arch.build().eval()
     path = tmp_path_factory.mktemp("ckpt") / "last.pt"
-    save_checkpoint(path, {"model": model.state_dict(), "arch": arch, "config": config_to_dict(cfg)})
+    save_checkpoint(path, {"model": model.state_dict(), "arch": arch.to_dict(), "config": config_to_dict(cfg)})
     return path

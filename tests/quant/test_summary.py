@@ -39,6 +39,16 @@ def test_batch_scales_macs_only() -> None:
     assert four.total_macs == 4 * one.total_macs and four.params_by_bits == one.params_by_bits
 
 
+def test_an_image_size_is_width_first() -> None:
+    from binmark.models import build
+
+    model = build("hourglass", 4, stacks=1, depth=1, width=16)
+    wide = summary(model, (96, 64))  # (w, h): one 64-tall, 96-wide RGB image
+    assert wide.input_size == (1, 3, 64, 96) and wide.total_macs == summary(model, (1, 3, 64, 96)).total_macs
+    with pytest.raises(ValueError, match=r"input_size is \(w, h\) or \(N, C, H, W\)"):
+        summary(model, (3, 64, 96))
+
+
 def test_packed_bits_round_up_per_tensor() -> None:
     s = summary(QuantConv2d(3, 1, 1, spec="xnor"), (1, 3, 1, 1))
     assert s.params_by_bits == {1: 3} and s.packed_bytes == math.ceil(3 / 8)

@@ -48,7 +48,7 @@ def test_tiny_run_end_to_end(tiny: list[str], tmp_path: Path) -> None:
     assert len(losses) == 12 and all(l > 0 for l in losses)  # 2 epochs × 48 // 8 steps
     ckpt = load_checkpoint(run / "last.pt")
     assert ckpt["position"] == {"stage": 0, "epoch": 2, "batch": 0, "step": 12}
-    assert ckpt["arch"]["quant"]["weight_bits"] == 1 and ckpt["best"]["metric"] == "NME"
+    assert ckpt["arch"]["options"]["quant"]["weight_bits"] == 1 and ckpt["best"]["metric"] == "NME"
     # latent binary weights stay in [-1, 1]
     model, _ = model_from_checkpoint(run / "last.pt")
     assert model.stem.block1.conv1.conv.weight.abs().max() <= 1.0
@@ -60,7 +60,7 @@ def test_stages_start_from_the_previous_stage(tiny: list[str], tmp_path: Path) -
     Trainer(cfg).fit()
     run = tmp_path / "run"
     real, binary = load_checkpoint(run / "real.pt"), load_checkpoint(run / "binary.pt")
-    assert real["arch"]["quant"]["weight_bits"] == 32 and binary["arch"]["quant"]["weight_bits"] == 1
+    assert real["arch"]["options"]["quant"]["weight_bits"] == 32 and binary["arch"]["options"]["quant"]["weight_bits"] == 1
     # with lr 0 the binary stage keeps the real stage's weights (BN statistics still move)
     for key, value in real["model"].items():
         if key.endswith("weight") and value.dim() == 4:
@@ -160,31 +160,6 @@ def test_two_gloo_processes_stay_in_sync(tiny: list[str], tmp_path: Path) -> Non
     assert len(losses) == 3  # 48 // (8 × 2 ranks) steps, logged once (rank 0)
     evals = [r for r in records if "val/NME" in r]
     assert evals and evals[-1]["val/samples"] == 8  # both ranks' halves gathered
-
-
-def test_shipped_demo_recipe_is_the_demo(tmp_path: Path) -> None:
-    from binmark.train.demo import demo_config
-
-    from_file = load_config(Path(__file__).resolve().parents[2] / "configs/synthetic/face_hpm_binary.yaml", [f"output_dir={tmp_path / 'run'}"])
-    assert from_file == demo_config(tmp_path)
-
-
-def test_demo_reports_failure_when_the_model_does_not_beat_the_baseline(tmp_path: Path, capsys) -> None:
-    from binmark.train.demo import run_demo
-
-    tiny = {
-        "model": {"options": {"stacks": 1, "depth": 2, "width": 16, "block": "hpm"}},
-        "data": {"train": {"size": 16, "seed": 0}, "val": {"size": 8, "seed": 1}, "num_workers": 0},
-        "train": {"batch_size": 8, "log_every": 1},
-        "stages": [{"name": "binary", "epochs": 1, "quant": "bulat17", "lr": 0.0}],
-    }
-    code = run_demo(tmp_path, tiny)
-    out = capsys.readouterr().out
-    assert code == 1 and "FAILED" in out  # an untrained model cannot beat the mean shape
-    assert {"report.md", "ced.png", "predictions.png", "report.json", "config.yaml"} <= {p.name for p in tmp_path.iterdir()}
-    assert "does not beat the mean-shape baseline" in (tmp_path / "report.md").read_text()
-    summary = json.loads((tmp_path / "report.json").read_text())
-    assert summary["model"]["NME"] > summary["mean_shape"]["NME"] * 0.6
 
 
 def test_eval_command_prints_and_writes_the_report(tiny: list[str], tmp_path: Path) -> None:

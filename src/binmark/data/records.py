@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from binmark.data.io import read_image
+from binmark.data.io import ImageReadError, read_image
 from binmark.data.skeletons import Skeleton
 
 __all__ = ["Record", "LandmarkDataset", "make_record", "check_inside", "ON_ERROR"]
@@ -51,14 +51,19 @@ class Record:
     extras: dict[str, Any] = field(default_factory=dict)
 
     def image(self) -> np.ndarray:
-        """Decode (or return) the instance's image, (H, W, 3) uint8 RGB."""
+        """Decode (or return) the instance's image, (H, W, 3) uint8 RGB, as stored.
+
+        EXIF orientation is not applied: annotations are made on the stored pixels (as HRNet
+        reads them). Errors are :func:`binmark.data.io.read_image`'s, naming the entry too; a
+        missing file is both an ``ImageReadError`` and a ``FileNotFoundError``.
+        """
         if self.pixels is not None:
             return self.pixels
         if self.image_path is None:
             raise ValueError(f"{self.entry}: no image file and no embedded pixels")
         try:
-            return read_image(self.image_path)
-        except (FileNotFoundError, ValueError) as exc:
+            return read_image(self.image_path, exif=False)
+        except ImageReadError as exc:
             raise type(exc)(f"{exc} (needed by {self.entry})") from None
 
 

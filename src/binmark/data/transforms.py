@@ -12,6 +12,10 @@ This is the pixel-centre-exact mapping (as in UDP, Huang et al., CVPR 2020); HRN
 
 A horizontal flip of the crop is the map x → w − 1 − x composed after it, with the keypoints'
 left/right labels swapped by the skeleton's flip permutation.
+
+Boxes (x, y, w, h) follow COCO: (x, y) is the top-left corner of the box's top-left pixel and the
+box covers w × h whole pixels, so in binmark's pixel-centre coordinates it spans
+[x − ½, x + w − ½] and its centre is (x + w/2 − ½, y + h/2 − ½) (:func:`box_center_scale`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from binmark.sizes import as_size
 
 __all__ = [
     "PIXEL_STD",
+    "box_center_scale",
     "crop_matrix",
     "flip_matrix",
     "compose",
@@ -35,6 +40,26 @@ __all__ = [
 ]
 
 PIXEL_STD = 200.0
+
+
+def box_center_scale(box: Sequence[float], output_size: int | Sequence[int] = 1) -> tuple[np.ndarray, float]:
+    """The crop box of a (x, y, w, h) box (COCO convention, see the module docstring).
+
+    Args:
+        box: (x, y, w, h) pixels; w, h > 0.
+        output_size: the crop's (w, h): the box is widened or heightened to its aspect ratio so
+            that all of it fits (a wide person in a tall crop); 1 keeps the longer side.
+
+    Returns:
+        ``(center, scale)``: (2,) float64 pixel-centre coordinates, and the fitted box's height
+        / :data:`PIXEL_STD` (no padding).
+    """
+    x, y, w, h = (float(v) for v in box)
+    if not (w > 0 and h > 0):
+        raise ValueError(f"box {list(box)} needs positive width and height (x, y, w, h)")
+    w_out, h_out = as_size(output_size)
+    center = np.array([x + w / 2.0 - 0.5, y + h / 2.0 - 0.5])
+    return center, max(h, w * h_out / w_out) / PIXEL_STD
 
 
 def crop_matrix(

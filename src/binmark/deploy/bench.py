@@ -1,7 +1,8 @@
 """``binmark bench``: the packed binary runtime against the engines a user would pick instead.
 
-Rows (each engine in its own process, ``binmark.deploy.bench_worker``; same weights everywhere,
-from ``torch.manual_seed(seed)``):
+Rows (each engine in its own process, ``python -m binmark.deploy.bench_worker``, which imports
+this module's model helpers — never the other way; same weights everywhere, from
+``torch.manual_seed(seed)``):
 
 ===================  =================================================================================
 ``pytorch_fp32``     the real-valued twin (same architecture, float32) in PyTorch eager
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,10 @@ from binmark.deploy.plan import Plan, build_plan
 from binmark.fileio import atomic_write
 from binmark.models import build
 
-__all__ = ["PEAK_MACS_PER_CYCLE", "VARIANTS", "bench", "op_rows", "plot", "real_twin", "reference_layer_ms", "table", "write"]
+__all__ = [
+    "PEAK_MACS_PER_CYCLE", "VARIANTS", "bench", "op_rows", "plot", "pytorch_int8", "real_twin", "reference_layer_ms",
+    "table", "write",
+]  # fmt: skip
 
 #: Binary MACs per cycle per core each popcount tier can reach at best: AVX-512 VPOPCNTDQ needs
 #: XOR, VPOPCNTQ and an add, three 512-bit uops on the two ports that execute them, per 512 MACs
@@ -78,6 +83,28 @@ def real_twin(name: str, k: int, options: dict[str, Any]) -> nn.Module:
     if name == "bihrnet":
         return build("hrnet", k, width=options.get("width", 32))
     return build(name, k, **{**options, "quant": "real"})
+
+
+def pytorch_int8(model: nn.Module, size: Sequence[int], seed: int) -> nn.Module:
+    """Static post-training int8 of ``model`` (FX graph mode, x86 backend), calibrated on 8 random
+    (w, h) = ``size`` images: the ``pytorch_int8`` row (the worker times it; :func:`bench` reports
+    its size)."""
+    import copy
+
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    def image(s: int) -> torch.Tensor:  # what the worker's _images(1, size, s) is
+        return torch.from_numpy(np.random.default_rng(s).standard_normal((1, 3, size[1], size[0]), dtype=np.float32))
+
+    torch.backends.quantized.engine = "x86"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(copy.deepcopy(model), get_default_qconfig_mapping("x86"), example_inputs=(image(seed),))
+        with torch.no_grad():
+            for i in range(8):
+                prepared(image(seed + 1 + i))
+        return convert_fx(prepared)
 
 
 def _state_bytes(model: nn.Module) -> int:
@@ -121,9 +148,7 @@ def _prepare(tmp: Path, model: dict[str, Any], variants: list[str], seed: int) -
         ov.save_model(int8, artifacts["openvino_int8"])
         sizes["openvino_int8"] = sum(p.stat().st_size for p in (tmp / "int8.xml", tmp / "int8.bin"))
     if "pytorch_int8" in variants:
-        from binmark.deploy.bench_worker import _pytorch_int8
-
-        sizes["pytorch_int8"] = _state_bytes(_pytorch_int8(real, size, seed))
+        sizes["pytorch_int8"] = _state_bytes(pytorch_int8(real, size, seed))
     return artifacts, sizes
 
 
@@ -183,7 +208,7 @@ def bench(
     Args:
         name, num_keypoints, options: the model (``binmark.models.build``); default the 1-stack
             binary HPM hourglass (``quant="bulat17"``).
-        input_size: (H, W) pixels.
+        input_size: (w, h) pixels (recorded as ``model.input_size`` in the result).
         batches, threads, runs, warmup: what is timed, and how.
         variants: the rows to run (default all of :data:`VARIANTS`).
         progress: show a progress bar on stderr.
@@ -322,7 +347,7 @@ def table(result: dict[str, Any]) -> str:
     """The benchmark result as plain text: latency table, per-op table, notes."""
     m = result["machine"]
     lines = [f"{m['cpu']} ({', '.join(m['isa'])}), {m['threads']} threads, {m['ghz'] or 0:.2f} GHz measured; "
-             f"model {result['model']['name']} {result['model']['options']} {'x'.join(map(str, result['model']['input_size']))}"]  # fmt: skip
+             f"model {result['model']['name']} {result['model']['options']} {result['model']['input_size'][1]}x{result['model']['input_size'][0]} (HxW)"]  # fmt: skip
     lines.append(f"{'engine':<22}{'batch':>6}{'ms':>10}{'ms/image':>10}{'x fp32':>8}{'peak MB':>9}{'file MB':>9}")
     base = {r["batch"]: r["per_image_ms"] for r in result["rows"] if r["variant"] == "pytorch_fp32"}
     for r in sorted(result["rows"], key=lambda r: (r["batch"], list(VARIANTS).index(r["variant"]))):
@@ -363,7 +388,7 @@ def plot(result: dict[str, Any], path: str | Path) -> None:
         ax.set_title(f"batch {batch}, {result['machine']['threads']} threads")
         ax.invert_yaxis()
     m = result["model"]
-    fig.suptitle(f"{m['name']} {m['options']} {m['input_size'][0]}×{m['input_size'][1]} — {result['machine']['cpu']}", fontsize=9)
+    fig.suptitle(f"{m['name']} {m['options']} {m['input_size'][1]}×{m['input_size'][0]} (H×W) — {result['machine']['cpu']}", fontsize=9)
     fig.tight_layout()
     save_figure(fig, path)
 

@@ -6,6 +6,10 @@ thread pools apart: OpenVINO's TBB workers and PyTorch's OpenMP workers in one p
 other several-fold. The ONNX Runtime and OpenVINO workers do not import torch at all; the models
 they read were written by the parent process (``binmark.deploy.bench``).
 
+Imports point one way: the PyTorch workers take the models and the per-op table from
+``binmark.deploy.bench`` (imported inside them, so the other workers stay free of torch); ``bench``
+never imports this module, it only runs it as ``python -m``.
+
 Timing: ``warmup`` untimed calls, then the median of ``runs`` timed calls of one batch, in ms,
 with Python's garbage collector off (its full collections otherwise land in random calls), for
 every engine alike; the parent sets ``OPENBLAS_NUM_THREADS=1`` so that numpy's BLAS threads do
@@ -62,9 +66,10 @@ def _peak_mb() -> float | None:
 
 
 def _images(batch: int, size: list[int], seed: int) -> Any:
+    """(batch, 3, h, w) float32 standard-normal images for a (w, h) ``size``."""
     import numpy as np
 
-    return np.random.default_rng(seed).standard_normal((batch, 3, *size), dtype=np.float32)
+    return np.random.default_rng(seed).standard_normal((batch, 3, size[1], size[0]), dtype=np.float32)
 
 
 def _torch_variant(spec: dict[str, Any]) -> tuple[Callable[[Any], Any], dict[str, Any]]:
@@ -80,10 +85,10 @@ def _torch_variant(spec: dict[str, Any]) -> tuple[Callable[[Any], Any], dict[str
         packed = load(spec["artifacts"]["bmk"], precision=precision, runtime=runtime)
         extra: dict[str, Any] = {}
         if runtime == "fused":
-            engine = packed.fused_engine(*m["input_size"])
+            engine = packed.fused_engine(m["input_size"][1], m["input_size"][0])
             extra["config"] = {"binary": engine.config.binary, "real": engine.config.real}
         return lambda b: packed(torch.from_numpy(b)), extra
-    from binmark.deploy.bench import real_twin
+    from binmark.deploy.bench import pytorch_int8, real_twin
 
     torch.manual_seed(spec["seed"])
     if variant == "fake_quant":
@@ -93,28 +98,8 @@ def _torch_variant(spec: dict[str, Any]) -> tuple[Callable[[Any], Any], dict[str
     else:
         model = real_twin(m["name"], m["num_keypoints"], m["options"]).eval()
     if variant == "pytorch_int8":
-        model = _pytorch_int8(model, m["input_size"], spec["seed"])
+        model = pytorch_int8(model, m["input_size"], spec["seed"])
     return lambda b: model(torch.from_numpy(b)), {}
-
-
-def _pytorch_int8(model: Any, size: list[int], seed: int) -> Any:
-    """Static post-training int8 (FX graph mode, x86 backend), calibrated on 8 random images."""
-    import copy
-    import warnings
-
-    import torch
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
-    torch.backends.quantized.engine = "x86"
-    x = torch.from_numpy(_images(1, size, seed))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        prepared = prepare_fx(copy.deepcopy(model), get_default_qconfig_mapping("x86"), example_inputs=(x,))
-        with torch.no_grad():
-            for i in range(8):
-                prepared(torch.from_numpy(_images(1, size, seed + 1 + i)))
-        return convert_fx(prepared)
 
 
 def _onnxruntime(spec: dict[str, Any]) -> Callable[[Any], Any]:
@@ -134,7 +119,8 @@ def _openvino(spec: dict[str, Any], batch: int) -> Callable[[Any], Any]:
     core = ov.Core()
     path = spec["artifacts"]["openvino_int8" if spec["variant"] == "openvino_int8" else "onnx"]
     model = core.read_model(path)
-    model.reshape([batch, 3, *spec["model"]["input_size"]])
+    w, h = spec["model"]["input_size"]
+    model.reshape([batch, 3, h, w])
     config: dict[str, Any] = {"INFERENCE_NUM_THREADS": spec["threads"], "PERFORMANCE_HINT": "LATENCY"}
     if spec["variant"] == "openvino_fp32":
         config["INFERENCE_PRECISION_HINT"] = "f32"
@@ -153,7 +139,7 @@ def _kernel_times(spec: dict[str, Any]) -> dict[str, Any]:
 
     m = spec["model"]
     packed = load(spec["artifacts"]["bmk"], precision=spec["variant"].split("_")[1], runtime="fused")
-    engine = packed.fused_engine(*m["input_size"])
+    engine = packed.fused_engine(m["input_size"][1], m["input_size"][0])
     x = torch.from_numpy(_images(1, m["input_size"], spec["seed"]))
     for _ in range(spec["warmup"]):
         engine(x, spec["threads"])

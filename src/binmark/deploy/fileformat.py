@@ -40,8 +40,8 @@ from binmark.deploy import engine
 from binmark.deploy.pack import layer_records, rewrite
 from binmark.deploy.plan import Plan, Unsupported, build_plan
 from binmark.fileio import atomic_write
-from binmark.inference.spec import INFERENCE_ATTR, InferenceSpec
-from binmark.models import ARCH_ATTR, build_from_arch, dry_build
+from binmark.topdown import INFERENCE_ATTR, InferenceSpec
+from binmark.models import ARCH_ATTR, Architecture
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "REAL_DTYPES", "RUNTIMES", "DEFAULT_PRECISION", "PackedFileError", "PackedModel", "pack", "load"]
 
@@ -85,7 +85,7 @@ class PackedModel(nn.Module):
     def __init__(
         self,
         net: nn.Module,
-        arch: dict[str, Any],
+        arch: Architecture,
         inference: InferenceSpec | None = None,
         precision: str = DEFAULT_PRECISION,
         runtime: str = "auto",
@@ -93,6 +93,7 @@ class PackedModel(nn.Module):
         super().__init__()
         self.net = net.to(memory_format=torch.channels_last).eval()
         self.arch = arch
+        setattr(self, ARCH_ATTR, arch)  # where the Localizer and pack read a built model's record
         self.inference = inference
         self.precision = precision
         self.runtime = runtime
@@ -190,8 +191,7 @@ class PackedModel(nn.Module):
 
     def manifest(self) -> dict[str, Any]:
         """The file's manifest, without the checksum."""
-        arch = json.loads(json.dumps(self.arch))  # a copy: editing the manifest never edits the model
-        manifest = {"format": FORMAT, "version": FORMAT_VERSION, "binmark_version": __version__, "arch": arch, "layers": self.layers}
+        manifest = {"format": FORMAT, "version": FORMAT_VERSION, "binmark_version": __version__, "arch": self.arch.to_dict(), "layers": self.layers}
         if self.inference is not None:
             manifest["inference"] = self.inference.to_dict()
         return manifest
@@ -280,7 +280,7 @@ def pack(model: nn.Module, inference: InferenceSpec | None = None, precision: st
         )
     spec = inference or getattr(model, INFERENCE_ATTR, None)
     if spec is not None:
-        spec.check_output(dry_build(arch, (spec.input_size[1], spec.input_size[0])))  # type: ignore[arg-type]
+        spec.check_output(arch.dry_build(spec.input_size))  # type: ignore[arg-type]
     return PackedModel(rewrite(model, values=True), arch, spec, precision, runtime)
 
 
@@ -382,11 +382,10 @@ def load(path: str | Path, precision: str = DEFAULT_PRECISION, runtime: str = "a
             inference = InferenceSpec.from_dict(manifest["inference"], f"{path}: manifest field 'inference'")
         except ValueError as exc:
             raise _refuse(path, str(exc).removeprefix(f"{path}: ")) from None
-    arch = manifest["arch"]
     values = sum(t.numel() for t in state.values())
     try:
-        shape = dry_build(arch, None if inference is None else (inference.input_size[1], inference.input_size[0]),
-                          8 * len(state) + 256, 64 * values + 1_000_000)  # fmt: skip
+        arch = Architecture.from_dict(manifest["arch"], "architecture")
+        shape = arch.dry_build(None if inference is None else inference.input_size, 8 * len(state) + 256, 64 * values + 1_000_000)
     except ValueError as exc:
         raise _refuse(path, f"manifest field 'arch': {exc}") from None
     if inference is not None and shape is not None:
@@ -395,7 +394,7 @@ def load(path: str | Path, precision: str = DEFAULT_PRECISION, runtime: str = "a
         except ValueError as exc:
             raise _refuse(path, f"manifest field 'inference': {exc}") from None
     try:
-        net = rewrite(build_from_arch(arch), values=False)
+        net = rewrite(arch.build(), values=False)
     except (KeyError, TypeError, ValueError) as exc:
         raise _refuse(path, f"cannot rebuild the architecture {arch!r}: {exc}") from None
     if layer_records(net) != manifest["layers"]:

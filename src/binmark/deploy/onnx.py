@@ -28,7 +28,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: tuple[int, int],
     Args:
         model: any binmark model.
         path: the ``.onnx`` file to write (atomically).
-        input_size: (H, W) of the example input, pixels.
+        input_size: (w, h) of the example input, pixels.
         opset: the ONNX opset.
         atol: the largest accepted difference between ONNX Runtime and PyTorch, relative to the
             heatmaps' range.
@@ -50,7 +50,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: tuple[int, int],
     # with the model's own weights a binary network's rounding-driven sign flips would hide a
     # real difference or fake one.
     probe = dyadic(copy.deepcopy(model))
-    x = dyadic_input((2, 3, *input_size))
+    x = dyadic_input((2, 3, input_size[1], input_size[0]))
     with torch.no_grad():
         ref = [t.numpy() for t in probe(x)]
     session = ort.InferenceSession(_export(probe, input_size, opset), providers=["CPUExecutionProvider"])
@@ -65,7 +65,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: tuple[int, int],
 
 def _export(model: nn.Module, input_size: tuple[int, int], opset: int) -> bytes:
     """The ONNX bytes of ``model`` (inputs "images", outputs "heatmaps_i", dynamic batch)."""
-    x = torch.zeros(1, 3, *input_size)
+    x = torch.zeros(1, 3, input_size[1], input_size[0])
     with torch.no_grad():
         names = [f"heatmaps_{i}" for i in range(len(model(x)))]
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():

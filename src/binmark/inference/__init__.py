@@ -1,11 +1,13 @@
-"""Inference for people: :class:`Localizer` (images, batches, video), image reading, detectors,
-temporal smoothing, and ``binmark predict`` (:mod:`binmark.inference.run`)."""
+"""Inference for people: :class:`Localizer` (images, batches, video), detectors, temporal
+smoothing, and ``binmark predict`` (:mod:`binmark.inference.run`). Image reading
+(``read_image``, ``to_rgb8``, ``ImageReadError``) is :mod:`binmark.data.io`'s one decoder,
+re-exported here."""
 
+from binmark.data.io import ImageReadError, read_image, to_rgb8
 from binmark.inference.detect import HAAR_TO_LANDMARK_BOX, Detector, HaarFaceDetector, WholeImage
-from binmark.inference.images import ImageReadError, read_image, to_rgb8
 from binmark.inference.localizer import Localizer, Result
 from binmark.inference.smoothing import OneEuroFilter
-from binmark.inference.spec import InferenceSpec
+from binmark.topdown import InferenceSpec
 
 __all__ = [
     "Localizer", "Result", "InferenceSpec", "Detector", "HaarFaceDetector", "WholeImage",

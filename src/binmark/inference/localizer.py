@@ -4,11 +4,13 @@
     loc = Localizer("face.bmk")                 # a packed file, a checkpoint or an nn.Module
     keypoints, scores = loc.predict("photo.jpg")  # (P, K, 2) pixels, (P, K)
 
-Top-down: each box (given, detected for faces, the whole image for bodies) is cropped exactly as
-in training (``padding`` × the box, fitted to the input's aspect ratio), the network runs on the
-crops in batches of at most ``max_batch_size``, the heatmaps are decoded and the points mapped back
-through the inverse crop. Coordinates are 0-based image pixels, integer k = centre of pixel k;
-boxes are (x, y, w, h) in pixels with (x, y) the top-left corner (COCO).
+Top-down: each box (given, detected for faces, the whole image for bodies) goes through the step
+the Evaluator uses (:mod:`binmark.topdown`): cropped as in training (``padding`` × the box, fitted
+to the input's aspect ratio), the network run on the crops in batches of at most
+``max_batch_size``, the heatmaps decoded and the points mapped back through the inverse crop.
+Coordinates are 0-based image pixels, integer k = centre of pixel k; boxes are (x, y, w, h) in
+pixels with (x, y) the top-left corner of the box's top-left pixel (COCO; its centre is
+(x + w/2 − ½, y + h/2 − ½), see :func:`binmark.data.transforms.box_center_scale`).
 """
 
 from __future__ import annotations
@@ -22,14 +24,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from binmark.data.dataset import normalize
+from binmark.data.io import read_image
 from binmark.data.skeletons import Skeleton, skeleton as named_skeleton
-from binmark.data.transforms import PIXEL_STD, crop_matrix, invert, transform_points, warp
-from binmark.evaluate import model_heatmaps
+from binmark.data.transforms import box_center_scale
 from binmark.inference.detect import Detector, HaarFaceDetector, WholeImage
-from binmark.inference.images import read_image
 from binmark.inference.smoothing import OneEuroFilter
-from binmark.inference.spec import INFERENCE_ATTR, InferenceSpec
+from binmark.models import ARCH_ATTR, Architecture
+from binmark.topdown import INFERENCE_ATTR, InferenceSpec, crop, landmarks
 
 __all__ = ["Localizer", "Result", "FACE_NORMALIZERS", "check_boxes"]
 
@@ -190,11 +191,10 @@ class Localizer:
         self.is_face = spec.skeleton.normalizer in FACE_NORMALIZERS
         self._detector = detector
         self.smoothing = OneEuroFilter() if smoothing is True else (smoothing or None)
-        self.codec = spec.codec
 
     def _check_keypoints(self) -> None:
-        arch = getattr(self.net, "arch", None) or getattr(self.net, "binmark_arch", None)
-        k = arch.get("num_keypoints") if isinstance(arch, dict) else None
+        arch = getattr(self.net, ARCH_ATTR, None)
+        k = arch.num_keypoints if isinstance(arch, Architecture) else None
         if k is not None and k != self.spec.skeleton.num_keypoints:
             raise ValueError(
                 f"Localizer: the model predicts {k} keypoints but skeleton {self.spec.skeleton.name!r} has "
@@ -214,26 +214,11 @@ class Localizer:
         return self._detector
 
     def _crop(self, image: np.ndarray, box: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        w_in, h_in = self.spec.input_size
-        x, y, w, h = (float(v) for v in box)
-        center = (x + w / 2 - 0.5, y + h / 2 - 0.5)  # COCO box → pixel-centre coordinates
-        scale = max(h, w * h_in / w_in, 1.0) / PIXEL_STD * self.spec.padding
-        m = crop_matrix(center, scale, self.spec.input_size)
-        return normalize(warp(image, m, self.spec.input_size)), m
+        center, scale = box_center_scale(box, self.spec.input_size)
+        return crop(image, center, scale, self.spec)
 
-    @torch.no_grad()
     def _run(self, crops: list[torch.Tensor], matrices: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        k = self.skeleton.num_keypoints
-        coords, scores = np.zeros((len(crops), k, 2)), np.zeros((len(crops), k))
-        flip = self.skeleton.flip_permutation if self.spec.flip_test else None
-        for start in range(0, len(crops), self.max_batch_size):
-            batch = torch.stack(crops[start : start + self.max_batch_size]).to(self.device)
-            heatmaps = model_heatmaps(self.net, batch, self.spec.output_activation, flip)
-            c, s = self.codec.decode(heatmaps.cpu())
-            for j in range(len(batch)):
-                coords[start + j] = transform_points(c[j].numpy(), invert(matrices[start + j]))
-                scores[start + j] = s[j].numpy()
-        return coords, scores
+        return landmarks(self.net, torch.stack(crops), np.stack(matrices), self.spec, self.device, self.max_batch_size)
 
     def boxes(self, image: np.ndarray, boxes: Any = None) -> np.ndarray:
         """The boxes (P, 4) used for an RGB image: ``boxes`` validated, or the detector's when None.

@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from binmark.data.io import MAX_PIXELS, ImageReadError, read_image
 from binmark.draw import draw_keypoints, write_png
 from binmark.fileio import atomic_write, temp_path
-from binmark.inference.images import MAX_PIXELS, ImageReadError, read_image
 from binmark.inference.localizer import Localizer, Result, check_boxes
 from binmark.progress import bar as progress_bar
 

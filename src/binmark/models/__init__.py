@@ -11,17 +11,17 @@ from binmark.models import hrnet as _hrnet  # noqa: F401  (registers "hrnet")
 from binmark.models.blocks import BLOCKS, BlockLayers
 from binmark.models.cunet import CUNet
 from binmark.models.hourglass import StackedHourglass
-from binmark.models.registry import ARCH_ATTR, MODELS, build, build_from_arch, check_arch, dry_build, names, options, register_model
+from binmark.models.registry import ARCH_ATTR, MODELS, Architecture, build, names, options, register_model
 
 __all__ = [
     "ARCH_ATTR",
+    "Architecture",
     "BLOCKS",
     "BlockLayers",
     "CUNet",
     "MODELS",
     "StackedHourglass",
     "build",
-    "build_from_arch",
     "names",
     "options",
     "register_model",

@@ -3,16 +3,22 @@
 A model family registers one entrypoint with ``@register_model("name")``; the entrypoint's
 keyword arguments *are* the family's options, so ``build`` can reject an unknown or misspelled
 option by name and the command line can offer exactly those options.
+
+:class:`Architecture` is the one record of what was built — name, K and options, the ``quant``
+option as a ``QuantSpec`` dict — that training checkpoints, packed ``.bmk`` files and ``pack``
+store and rebuild from (plain JSON, no pickled code).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import math
 import types
 import typing
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -21,10 +27,10 @@ from torch.nn.modules import module as _module
 
 from binmark._registry import Registry
 
-__all__ = ["MODELS", "register_model", "names", "options", "build", "build_from_arch", "check_arch", "dry_build", "ARCH_ATTR"]
+__all__ = ["MODELS", "register_model", "names", "options", "build", "Architecture", "ARCH_ATTR"]
 
-#: Attribute under which ``build`` records a model's architecture (name, K, options): what a
-#: packed file or a checkpoint needs to rebuild the same network without pickled code.
+#: Attribute under which ``build`` records a model's :class:`Architecture`: what a packed file or
+#: a checkpoint needs to rebuild the same network without pickled code.
 ARCH_ATTR = "binmark_arch"
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
@@ -72,23 +78,12 @@ def build(name: str, num_keypoints: int, **opts: Any) -> nn.Module:
         raise ValueError(f"num_keypoints must be a positive integer, got {num_keypoints!r}")
     model = MODELS.get(name)(num_keypoints, **opts)
     plain = {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in opts.items()}
-    object.__setattr__(model, ARCH_ATTR, {"name": name, "num_keypoints": num_keypoints, "options": plain})
+    if "quant" in opts:  # a preset name resolved: the record keeps working if a preset changes
+        from binmark.quant import as_spec
+
+        plain["quant"] = as_spec(opts["quant"]).to_dict()
+    object.__setattr__(model, ARCH_ATTR, Architecture(name, num_keypoints, plain))
     return model
-
-
-def build_from_arch(arch: dict[str, Any]) -> nn.Module:
-    """Build the model an architecture record (``model.binmark_arch``) describes.
-
-    Args:
-        arch: ``{"name": str, "num_keypoints": int, "options": dict}``; a ``quant`` option may be
-            a preset name or a ``QuantSpec.to_dict()`` dict.
-    """
-    from binmark.quant import as_spec
-
-    opts = dict(arch["options"])
-    if "quant" in opts:
-        opts["quant"] = as_spec(opts["quant"])
-    return build(arch["name"], int(arch["num_keypoints"]), **opts)
 
 
 def _fits(value: Any, hint: Any) -> bool:
@@ -113,31 +108,6 @@ def _fits(value: Any, hint: Any) -> bool:
     return True
 
 
-def check_arch(arch: Any, where: str = "architecture") -> None:
-    """An architecture record's structure and every option's type, before anything is built.
-
-    Raises:
-        ValueError: naming ``where`` and the field: not an object, an unknown model or option, a
-            K that is not an integer in [1, 10000], an option value of the wrong type (ints ≥ 0).
-    """
-    if not isinstance(arch, dict) or set(arch) - {"name", "num_keypoints", "options"} or not {"name", "num_keypoints"} <= set(arch):
-        raise ValueError(f"{where}: expected an object with 'name', 'num_keypoints' and 'options', got {str(arch)[:120]}")
-    name, k, opts = arch["name"], arch["num_keypoints"], arch.get("options", {})
-    if not isinstance(name, str) or name not in MODELS.names():
-        raise ValueError(f"{where}: field 'name' = {name!r} is not a registered model ({', '.join(names())})")
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 10_000:
-        raise ValueError(f"{where}: field 'num_keypoints' = {k!r} must be an integer in [1, 10000]")
-    if not isinstance(opts, dict):
-        raise ValueError(f"{where}: field 'options' must be an object, got {opts!r}")
-    hints = typing.get_type_hints(MODELS.get(name))
-    valid = options(name)
-    for key, value in opts.items():
-        if key not in valid:
-            raise ValueError(f"{where}: model {name!r} has no option {key!r} (valid: {', '.join(valid)})")
-        if key in hints and not _fits(value, hints[key]):
-            raise ValueError(f"{where}: option '{key}' = {value!r} is not a valid {getattr(hints[key], '__name__', hints[key])}")
-
-
 @contextlib.contextmanager
 def _bounded(max_tensors: int, max_elements: int) -> Iterator[list[int]]:
     """Count every parameter and buffer registered inside the block; ValueError past a bound."""
@@ -159,30 +129,91 @@ def _bounded(max_tensors: int, max_elements: int) -> Iterator[list[int]]:
             h.remove()
 
 
-def dry_build(
-    arch: dict[str, Any], input_hw: tuple[int, int] | None = None, max_tensors: int | None = None, max_elements: int | None = None
-) -> tuple[int, ...] | None:
-    """Build ``arch`` on PyTorch's meta device (no memory, no arithmetic), stopping as soon as it
-    registers more than ``max_tensors`` tensors or ``max_elements`` values; then, given
-    ``input_hw`` (H, W), run it on a meta (1, 3, H, W) input.
+def _check(arch: dict[str, Any], where: str) -> None:
+    """An architecture dict's structure and every option's type, before anything is built."""
+    if not isinstance(arch, dict) or set(arch) - {"name", "num_keypoints", "options"} or not {"name", "num_keypoints"} <= set(arch):
+        raise ValueError(f"{where}: expected an object with 'name', 'num_keypoints' and 'options', got {str(arch)[:120]}")
+    name, k, opts = arch["name"], arch["num_keypoints"], arch.get("options", {})
+    if not isinstance(name, str) or name not in MODELS.names():
+        raise ValueError(f"{where}: field 'name' = {name!r} is not a registered model ({', '.join(names())})")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 10_000:
+        raise ValueError(f"{where}: field 'num_keypoints' = {k!r} must be an integer in [1, 10000]")
+    if not isinstance(opts, dict):
+        raise ValueError(f"{where}: field 'options' must be an object, got {opts!r}")
+    hints = typing.get_type_hints(MODELS.get(name))
+    valid = options(name)
+    for key, value in opts.items():
+        if key not in valid:
+            raise ValueError(f"{where}: model {name!r} has no option {key!r} (valid: {', '.join(valid)})")
+        if key in hints and not _fits(value, hints[key]):
+            raise ValueError(f"{where}: option '{key}' = {value!r} is not a valid {getattr(hints[key], '__name__', hints[key])}")
 
-    Returns:
-        the final output's shape (1, K, h, w), or None without ``input_hw``.
 
-    Raises:
-        ValueError: the record is invalid (:func:`check_arch`), the network is over a bound, or
-            it cannot be built or run at that size.
+@dataclass(frozen=True)
+class Architecture:
+    """What rebuilds a network: a registered model ``name``, ``num_keypoints`` K and its
+    ``options`` as JSON data (the ``quant`` option, where given, as a preset name or a
+    ``QuantSpec.to_dict()`` dict).
+
+    :meth:`from_dict` reads both shapes binmark has written: ``{"name", "num_keypoints",
+    "options"}`` (``.bmk`` files, and checkpoints from this version on) and the older checkpoints'
+    ``{"name", "num_keypoints", "options", "quant"}`` with the quant spec beside the options.
     """
-    check_arch(arch)
-    bound = _bounded(max_tensors or 2**62, max_elements or 2**62)
-    try:
-        with torch.device("meta"), bound:
-            model = build_from_arch(arch)
-            if input_hw is None:
-                return None
-            with torch.no_grad():
-                return tuple(model.eval()(torch.empty(1, 3, *input_hw))[-1].shape)
-    except ValueError:
-        raise
-    except Exception as exc:  # noqa: BLE001 — an entrypoint's own failure on odd options
-        raise ValueError(f"cannot build {arch['name']!r} with options {arch.get('options')}: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+    name: str
+    num_keypoints: int
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (a deep copy: editing it never edits the record)."""
+        return {"name": self.name, "num_keypoints": self.num_keypoints, "options": copy.deepcopy(self.options)}
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "architecture") -> Architecture:
+        """The record of a dict of either shape (see the class docstring), checked: the model is
+        registered, K is an integer in [1, 10000], every option exists and has its type.
+
+        Raises:
+            ValueError: naming ``where`` and the field.
+        """
+        if isinstance(d, dict) and "quant" in d:  # checkpoints before the one record: quant beside the options
+            if isinstance(d.get("options"), dict) and "quant" in d["options"]:
+                raise ValueError(f"{where}: 'quant' is given both beside and inside 'options'")
+            d = {**{k: v for k, v in d.items() if k != "quant"}, "options": {**d.get("options", {}), "quant": d["quant"]}}
+        _check(d, where)
+        return cls(d["name"], d["num_keypoints"], copy.deepcopy(d.get("options", {})))
+
+    def build(self) -> nn.Module:
+        """The network this record describes (freshly initialized)."""
+        from binmark.quant import as_spec
+
+        opts = dict(self.options)
+        if "quant" in opts:
+            opts["quant"] = as_spec(opts["quant"])
+        return build(self.name, self.num_keypoints, **opts)
+
+    def dry_build(
+        self, input_size: tuple[int, int] | None = None, max_tensors: int | None = None, max_elements: int | None = None
+    ) -> tuple[int, ...] | None:
+        """Build on PyTorch's meta device (no memory, no arithmetic), stopping as soon as the
+        network registers more than ``max_tensors`` tensors or ``max_elements`` values; then,
+        given ``input_size`` (w, h) pixels, run it on a meta (1, 3, h, w) input.
+
+        Returns:
+            the final output's shape (1, K, h', w'), or None without ``input_size``.
+
+        Raises:
+            ValueError: the network is over a bound, or cannot be built or run at that size.
+        """
+        bound = _bounded(max_tensors or 2**62, max_elements or 2**62)
+        try:
+            with torch.device("meta"), bound:
+                model = self.build()
+                if input_size is None:
+                    return None
+                with torch.no_grad():
+                    return tuple(model.eval()(torch.empty(1, 3, input_size[1], input_size[0]))[-1].shape)
+        except ValueError:
+            raise
+        except Exception as exc:  # noqa: BLE001 — an entrypoint's own failure on odd options
+            raise ValueError(f"cannot build {self.name!r} with options {self.options}: {type(exc).__name__}: {str(exc)[:200]}") from None

@@ -2,12 +2,13 @@
 
 Counting rules (larq ``models.summary``, adapted):
 
-- A parameter's bit width is its quantizer's ``bits``: the latent weight of a ``QuantConv2d``
-  counts at ``weight_quantizer.bits`` (1 for binary, 2 for ternary, k for k-bit); every other
+- A parameter's bit width is its layer's: the latent weight of a ``QuantConv2d`` counts at
+  ``spec.weight_bits`` (1 for binary, 2 for ternary, k for k-bit); every other
   parameter (biases, BN γ/β, learned scales and thresholds, real layers) counts at 32 bits.
 - MACs are counted for ``nn.Conv2d`` (``QuantConv2d`` included) and ``nn.Linear`` by running one
   forward pass on ``input_size``: output elements × (C_in/groups · kh · kw), for the whole batch
-  given. A MAC's bit width is max(input bits, weight bits); binary ops (1-bit × 1-bit, done as
+  given. A MAC's bit width is max(input bits, weight bits), a ``QuantConv2d``'s from its ``spec``
+  (``act_bits``, ``weight_bits``); binary ops (1-bit × 1-bit, done as
   XNOR-popcount) are the MACs under bits = 1. BN, pooling, additions and upsampling are not counted.
 - ``packed_bytes`` = Σ over parameter tensors of ⌈bits · count / 8⌉: 1-bit weights bit-packed,
   k-bit at k bits, the rest float32. BN running statistics are buffers, not parameters: once folded
@@ -115,7 +116,7 @@ class ModelSummary:
 
 def _bits_of_param(module: nn.Module, pname: str) -> int:
     if isinstance(module, QuantConv2d) and pname == "weight":
-        return int(module.weight_quantizer.bits)
+        return module.spec.weight_bits
     return 32
 
 
@@ -136,7 +137,7 @@ def _count_params(model: nn.Module) -> tuple[dict[int, int], int]:
 
 def _layer_bits(module: nn.Module) -> tuple[int, int]:
     if isinstance(module, QuantConv2d):
-        return int(module.weight_quantizer.bits), int(module.input_quantizer.bits)
+        return module.spec.weight_bits, module.spec.act_bits
     return 32, 32
 
 
@@ -190,19 +191,26 @@ def summary(model: nn.Module, input_size: Sequence[int] = (1, 3, 256, 256)) -> M
     Args:
         model: any module whose quantized layers are ``QuantConv2d``; it is run once in eval mode
             (its mode is restored).
-        input_size: the shape of the input tensor, (N, C, H, W); MACs are for this whole batch.
+        input_size: the input: an image size (w, h) in pixels, as everywhere in binmark (one
+            RGB image), or a whole input tensor shape (N, C, H, W), as torchinfo takes it; MACs
+            are for this whole batch. :attr:`ModelSummary.input_size` is the tensor shape.
 
     Returns:
         A :class:`ModelSummary`; see the module docstring for the counting rules.
     """
+    shape = tuple(input_size)
+    if len(shape) == 2:
+        shape = (1, 3, shape[1], shape[0])
+    if len(shape) != 4:
+        raise ValueError(f"summary: input_size is (w, h) or (N, C, H, W), got {tuple(input_size)}")
     params_by_bits, packed = _count_params(model)
-    layers = _profile_layers(model, tuple(input_size))
+    layers = _profile_layers(model, shape)
     macs: dict[int, int] = defaultdict(int)
     for layer in layers:
         macs[layer.mac_bits] += layer.macs
     return ModelSummary(
         model_name=type(model).__name__,
-        input_size=tuple(input_size),
+        input_size=shape,
         params_by_bits=params_by_bits,
         macs_by_bits=dict(macs),
         packed_bytes=packed,

@@ -1,4 +1,4 @@
-"""From a config to the objects a run needs: datasets, codec, model, loss, optimizer, teacher."""
+"""From a config to the objects a run needs: datasets, codec, evaluator, model, loss, optimizer."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from binmark import models
-from binmark.models import dry_build
+from binmark.models import Architecture
 from binmark.data import RENDERERS, SKELETONS, Augment, Skeleton, load, skeleton, synthetic
+from binmark.evaluate import Evaluator
 from binmark.heatmaps import HeatmapCodec
-from binmark.inference.spec import INFERENCE_ATTR, InferenceSpec
+from binmark.topdown import INFERENCE_ATTR, InferenceSpec
 from binmark.losses import LOSSES, Distilled, HeatmapLoss, KLDistill
 from binmark.quant import QuantConv2d, as_spec
 from binmark.train.checkpoint import load_checkpoint
@@ -26,8 +26,8 @@ __all__ = [
     "build_split",
     "build_codec",
     "build_augment",
+    "build_evaluator",
     "architecture",
-    "model_from_arch",
     "model_from_checkpoint",
     "build_loss",
     "build_optimizer",
@@ -71,17 +71,27 @@ def build_augment(data: DataConfig) -> Augment | None:
     return Augment(**data.augment)
 
 
-def architecture(config: Config, schema: Skeleton, quant: str | dict[str, Any]) -> dict[str, Any]:
-    """What a checkpoint must match to load into a model: name, K, options, resolved quant."""
+def build_evaluator(
+    config: Config, samples: Any, device: str | torch.device = "cpu", progress: bool = True, num_workers: int = 0
+) -> Evaluator:
+    """The Evaluator of ``config`` on ``samples``: the config's :class:`InferenceSpec` with its
+    ``eval.flip_test``, and its ``eval.batch_size`` (the one place training, ``binmark eval``, the
+    report and the demo build it)."""
+    schema = getattr(samples, "skeleton", None) or dataset_skeleton(config.data)
+    if schema is None:
+        raise ValueError(f"config data.dataset {config.data.dataset!r}: the samples carry no skeleton to evaluate against")
+    spec = InferenceSpec.from_config(config, schema, flip_test=config.eval.flip_test)
+    return Evaluator(samples, spec, batch_size=config.eval.batch_size, num_workers=num_workers, device=device, progress=progress)
+
+
+def architecture(config: Config, schema: Skeleton, quant: str | dict[str, Any]) -> Architecture:
+    """The model of ``config`` for data of ``schema`` at a stage's ``quant`` (resolved to a
+    ``QuantSpec`` dict): what a checkpoint must match to load into it."""
     if "quant" in config.model.options:
         raise ValueError("config: put the quant preset in model.quant, not in model.options")
     k = config.model.num_keypoints or schema.num_keypoints
-    return {"name": config.model.name, "num_keypoints": k, "options": dict(config.model.options), "quant": as_spec(quant).to_dict()}
-
-
-def model_from_arch(arch: dict[str, Any]) -> nn.Module:
-    """Build the model an architecture dict describes."""
-    return models.build(arch["name"], arch["num_keypoints"], **arch["options"], quant=as_spec(arch["quant"]))
+    options = {**config.model.options, "quant": as_spec(quant).to_dict()}
+    return Architecture.from_dict({"name": config.model.name, "num_keypoints": k, "options": options}, "config model")
 
 
 def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
@@ -94,11 +104,10 @@ def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") 
     """
     ckpt = load_checkpoint(path, device)
     state = ckpt.get("ema") or ckpt["model"]
-    arch = ckpt["arch"]
     try:  # its cost bounded by the checkpoint's own tensors before anything real is built
-        record = {"name": arch["name"], "num_keypoints": arch["num_keypoints"], "options": {**arch["options"], "quant": arch["quant"]}}
-        dry_build(record, None, 2 * len(state) + 256, 2 * sum(t.numel() for t in state.values()) + 1_000_000)
-        model = model_from_arch(arch)
+        arch = Architecture.from_dict(ckpt["arch"], "field 'arch'")
+        arch.dry_build(None, 2 * len(state) + 256, 2 * sum(t.numel() for t in state.values()) + 1_000_000)
+        model = arch.build()
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"checkpoint {path}: its architecture record cannot be built ({exc})") from None
     try:
@@ -136,4 +145,4 @@ def build_optimizer(cfg: OptimConfig, params: Iterable[nn.Parameter]) -> torch.o
 
 def binary_weights(model: nn.Module) -> list[torch.Tensor]:
     """Latent weights of the 1-bit convolutions (clipped to [-1, 1] after each step)."""
-    return [m.weight for m in model.modules() if isinstance(m, QuantConv2d) and m.weight_quantizer.bits == 1]
+    return [m.weight for m in model.modules() if isinstance(m, QuantConv2d) and m.spec.weight_bits == 1]

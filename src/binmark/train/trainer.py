@@ -26,17 +26,18 @@ from torch.utils.data import DataLoader, Sampler
 
 from binmark import progress
 from binmark.data.dataset import TopDownDataset, collate
-from binmark.evaluate import Evaluator, Predictions, Report
+from binmark.evaluate import Predictions, Report
+from binmark.models import Architecture
 from binmark.train import distributed as D
 from binmark.train.build import (
     architecture,
     binary_weights,
     build_augment,
     build_codec,
+    build_evaluator,
     build_loss,
     build_optimizer,
     build_split,
-    model_from_arch,
     model_from_checkpoint,
 )
 from binmark.train.checkpoint import describe_differences, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -159,8 +160,7 @@ class Trainer:
         quant or option of a later stage fails now, before the first stage trains."""
         for stage in self.stages:
             try:
-                with torch.device("meta"):
-                    model_from_arch(architecture(self.cfg, self.schema, stage.quant))
+                architecture(self.cfg, self.schema, stage.quant).dry_build()
             except (ValueError, TypeError, KeyError) as exc:
                 raise ValueError(f"config stage {stage.name!r} (quant {stage.quant!r}): {exc}") from None
 
@@ -200,10 +200,10 @@ class Trainer:
         return ckpt
 
     # --- model per stage ----------------------------------------------------------------------
-    def _stage_model(self, stage: StageConfig, previous: dict[str, torch.Tensor] | None) -> tuple[nn.Module, dict[str, Any]]:
+    def _stage_model(self, stage: StageConfig, previous: dict[str, torch.Tensor] | None) -> tuple[nn.Module, Architecture]:
         arch = architecture(self.cfg, self.schema, stage.quant)
         torch.manual_seed(self.cfg.train.seed)
-        model = model_from_arch(arch).to(self.device)
+        model = arch.build().to(self.device)
         if previous is not None:  # initialise from the previous stage; new quantizer parameters start fresh
             missing, unexpected = model.load_state_dict(previous, strict=False)
             bad = [k for k in missing + unexpected if "_quantizer." not in k]
@@ -211,10 +211,12 @@ class Trainer:
                 raise ValueError(f"stage {stage.name!r} cannot start from the previous stage: parameters {bad[:5]} do not match")
         return model, arch
 
-    def _check_arch(self, arch: dict[str, Any]) -> None:
-        saved = self.resume_state["arch"] if self.resume_state else None
-        if saved is not None and saved != arch:
-            diffs = describe_differences(saved, arch)
+    def _check_arch(self, arch: Architecture) -> None:
+        if self.resume_state is None:
+            return
+        saved = Architecture.from_dict(self.resume_state["arch"], "checkpoint field 'arch'")
+        if saved != arch:
+            diffs = describe_differences(saved.to_dict(), arch.to_dict())
             raise ValueError("checkpoint is from another architecture: " + "; ".join(diffs[:8]))
 
     # --- the loop -----------------------------------------------------------------------------
@@ -318,7 +320,7 @@ class _StageRun:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
             "position": dict(self.t.position), "best": dict(self.t.best), "rng": rng_state(),
-            "arch": self.arch, "config": config_to_dict(self.t.cfg), "stage": self.stage.name,
+            "arch": self.arch.to_dict(), "config": config_to_dict(self.t.cfg), "stage": self.stage.name,
         })  # fmt: skip
         self.t.last_saved = self.t.out / name
 
@@ -366,7 +368,7 @@ class _StageRun:
         loader = self._loader(epoch, start)
         bar = self.t.log.progress(len(loader), f"{self.stage.name} epoch {epoch + 1}/{self.stage.epochs}")
         tic, seen = time.perf_counter(), 0
-        for images, heatmaps, weights, _ in loader:
+        for images, heatmaps, weights in loader:
             loss, lr = self._step(images, heatmaps, weights)
             pos["batch"] += 1
             pos["step"] += 1
@@ -462,7 +464,7 @@ class _StageRun:
         t, cfg = self.t, self.t.cfg
         model = self.ema.model if self.ema else self.model
         shard = _Shard(t.val_set, t.dist.rank, t.dist.world_size) if t.dist.enabled else t.val_set
-        ev = Evaluator(shard, t.codec, cfg.eval.flip_test, cfg.eval.batch_size, device=t.device, padding=cfg.data.padding, output_activation=cfg.loss.output_activation)
+        ev = build_evaluator(cfg, shard, t.device)
         parts = D.all_gather_objects(ev.predict(model), t.dist)
         self._check_state()  # on every rank, for the best.pt that rank 0 may write below
         if not t.dist.is_main:

@@ -9,8 +9,12 @@ for the face sets and MPII. Top-down samples are made from the ground-truth boxe
 - ``keypoints`` are K × (x, y, v): v > 0 is annotated (``visible``), v = 1 is labelled but not
   visible (``occluded``), v = 0 is not labelled;
 - the box is the annotation's ``center``/``scale`` when the file has them (mmpose's face files),
-  otherwise its ``bbox`` cleaned as HRNet does (clipped to the image, w − 1/h − 1 inclusive
-  extents) with scale = longer side / 200, otherwise the landmark box.
+  otherwise its ``bbox`` clipped to the image (HRNet's ``_box2cs`` cleaning in
+  ``lib/dataset/coco.py`` of github.com/leoxiaobin/deep-high-resolution-net.pytorch) and read in
+  the COCO box convention of :func:`binmark.data.transforms.box_center_scale` — the same as the
+  Localizer's boxes —, otherwise the landmark box. The centre equals HRNet's (x + (w − 1)/2);
+  the size is w (the pixels the box covers) where HRNet takes w − 1 (its inclusive extents), a
+  1 px larger box (see docs/data.md).
 
 Coordinates are 0-based in COCO files (the COCO format) and in mmpose's face conversions except
 300-W/300-VW, whose JSONs copy the 1-based ``.pts`` values (origin 1; see docs/data.md).
@@ -29,17 +33,18 @@ from binmark.data.loaders import register_dataset
 from binmark.data.loaders.common import check_split, find_file, image_folder
 from binmark.data.records import LandmarkDataset, Record, check_inside, make_record
 from binmark.data.skeletons import Skeleton, skeleton
+from binmark.data.transforms import box_center_scale
 
 __all__ = ["read_coco_style", "load_coco", "load_coco_custom", "clean_bbox"]
 
 
 def clean_bbox(bbox: Any, width: int, height: int) -> np.ndarray | None:
-    """HRNet's box cleaning: clip (x, y, w, h) to the image; None when nothing is left."""
+    """A (x, y, w, h) box clipped to a ``width`` × ``height`` image (COCO box convention: the
+    image spans [0, width] × [0, height]); None when nothing of it is left."""
     x, y, w, h = (float(v) for v in bbox)
     x1, y1 = max(0.0, x), max(0.0, y)
-    x2 = min(width - 1.0, x1 + max(0.0, w - 1.0))
-    y2 = min(height - 1.0, y1 + max(0.0, h - 1.0))
-    if x2 < x1 or y2 < y1 or w * h <= 0:
+    x2, y2 = min(float(width), x + w), min(float(height), y + h)
+    if x2 <= x1 or y2 <= y1 or w <= 0 or h <= 0:
         return None
     return np.array([x1, y1, x2 - x1, y2 - y1])
 
@@ -65,7 +70,8 @@ def _box(ann: Mapping[str, Any], size: tuple[int, int] | None) -> tuple[Any, Any
     if "center" in ann and "scale" in ann:
         return ann["center"], float(ann["scale"]), box
     if box is not None:
-        return box[:2] + box[2:] / 2.0, float(box[2:].max()) / 200.0, box
+        center, scale = box_center_scale(box)
+        return center, scale, box
     return None, None, box
 
 
