@@ -11,7 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("quant", "models", "data", "heatmaps", "metrics", "losses", "evaluate", "inference", "deploy", "plots")
+_SUBMODULES = ("quant", "models", "data", "heatmaps", "metrics", "losses", "topdown", "evaluate", "inference", "deploy", "plots")
 _NAMES = {"Localizer": "binmark.inference"}  # public names re-exported at the top level
 
 __all__ = ["__version__", *_SUBMODULES, *_NAMES]
