@@ -147,17 +147,33 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from binmark.deploy import pack
-    from binmark.train.build import model_from_checkpoint
+    from pathlib import Path
 
-    model, _ = model_from_checkpoint(args.checkpoint)
-    packed = pack(model)
-    path = packed.save(args.out, args.real_dtype)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.3f} MB, {len(packed.layers)} packed layers)")
+    from binmark.deploy import load, pack
+
+    source = Path(args.checkpoint)
+    if source.suffix == ".bmk":
+        if args.onnx:
+            raise ValueError(f"{source}: --onnx exports the fake-quant graph, which needs the training checkpoint, not a .bmk")
+        model = packed = load(source, precision="exact")
+    else:
+        from binmark.train.build import model_from_checkpoint
+
+        model, _ = model_from_checkpoint(source)
+        packed = pack(model)
+    if args.openvino:
+        from binmark.deploy.openvino_ir import to_openvino
+
+        xml = to_openvino(packed, args.out, args.input_size, args.real_dtype)
+        mb = (xml.stat().st_size + xml.with_suffix(".bin").stat().st_size) / 1e6
+        print(f"wrote {xml} and {xml.with_suffix('.bin').name} ({mb:.3f} MB; OpenVINO matches the packed runtime on the exact copy)")
+    else:
+        path = packed.save(args.out, args.real_dtype)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.3f} MB, {len(packed.layers)} packed layers)")
     if args.onnx:
         from binmark.deploy.onnx import export_onnx
 
-        diff = export_onnx(model, args.onnx, args.input_size)
+        diff = export_onnx(model, args.onnx, args.input_size or (256, 256))
         print(f"wrote {args.onnx} (ONNX Runtime matches PyTorch within {diff:.1e} of the heatmap range)")
     return 0
 
@@ -177,12 +193,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _add_deploy(sub: Any) -> None:
     from binmark.models import names
 
-    p = sub.add_parser("export", help="pack a checkpoint into a .bmk file (and ONNX)",
-                       description="Pack a training checkpoint into one .bmk file (safetensors + JSON manifest).")  # fmt: skip
-    p.add_argument("checkpoint", help="training checkpoint (.pt)")
-    p.add_argument("out", help="output .bmk file")
+    p = sub.add_parser("export", help="pack a checkpoint into a .bmk file, or an OpenVINO IR with binary convolutions (and ONNX)",
+                       description="Pack a training checkpoint into one .bmk file (safetensors + JSON manifest); with --openvino, "
+                       "write a checkpoint or a .bmk as an OpenVINO IR (.xml + .bin) whose 1-bit convolutions are OpenVINO "
+                       "BinaryConvolution layers, checked against the packed runtime before it is written.")  # fmt: skip
+    p.add_argument("checkpoint", help="training checkpoint (.pt), or a .bmk file (with --openvino)")
+    p.add_argument("out", help="output .bmk file (.xml with --openvino)")
+    p.add_argument("--openvino", action="store_true", help="write an OpenVINO IR (needs openvino: pip install 'binmark[openvino]')")
     p.add_argument("--onnx", metavar="OUT.onnx", help="also export the fake-quant graph to ONNX, checked with onnxruntime")
-    p.add_argument("--input-size", type=_input_size, default=(256, 256), help="H or HxW (height first) of the ONNX example input (default: 256)")
+    p.add_argument("--input-size", type=_input_size, default=None,
+                   help="H or HxW (height first) of the ONNX example input (default 256) or of the IR's static input "
+                   "(default: the model's inference spec, else 256)")  # fmt: skip
     p.add_argument("--real-dtype", choices=("float32", "float16"), default="float32",
                    help="storage of the real-valued layers (first conv, heads): float32 (exact, default) or float16 (smaller)")  # fmt: skip
     p.set_defaults(func=_cmd_export, parser=p)
@@ -351,11 +372,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _add_predict(sub: Any) -> None:
     p = sub.add_parser("predict", help="landmarks for images, folders and videos (JSON + annotated pictures)",
-                       description="Run a model (.bmk, checkpoint) on images, folders and videos. Writes OUT/predictions.json, "
+                       description="Run a model (.bmk, OpenVINO IR .xml, checkpoint) on images, folders and videos. Writes OUT/predictions.json, "
                        "annotated images (OUT/NAME.png) and videos (OUT/NAME.mp4 + NAME.json); never replaces an input or "
                        "another file already in OUT. Inputs and boxes that fail are skipped and listed; exit status 3 "
                        "when no input could be processed.")  # fmt: skip
-    p.add_argument("model", help="packed .bmk file or training checkpoint (.pt)")
+    p.add_argument("model", help="packed .bmk file, OpenVINO IR (.xml, from export --openvino) or training checkpoint (.pt)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, or folders of them")
     p.add_argument("--out", default="predict_out", help="output folder (default: predict_out)")
     p.add_argument("--boxes", metavar="JSON", help="boxes per image: {path or file name: [[x, y, w, h], ...]} (pixels)")
@@ -370,7 +391,7 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("--flip-test", action="store_true", help="average with the mirrored crop (2× compute)")
     p.add_argument("--precision", choices=("fast", "exact", "bf16"), default="fast",
                    help="packed models' real-valued layers: fast (AMX, within 0.05 px of exact; default), exact (float32), "
-                   "bf16 (fastest, drifts); see docs/deploy.md")  # fmt: skip
+                   "bf16 (fastest, drifts); an OpenVINO IR runs in float32, or in OpenVINO's bf16 with bf16; see docs/deploy.md")  # fmt: skip
     p.add_argument("--min-score", type=float, default=0.0, help="draw points below this score hollow (default: 0)")
     p.add_argument("--no-draw", action="store_true", help="JSON only, no annotated images/videos")
     p.add_argument("--max-pixels", type=_positive_int,

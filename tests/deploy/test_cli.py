@@ -43,7 +43,7 @@ def test_bench_writes_table_json_and_png(tmp_path, capsys) -> None:
             "--batch", "1", "2", "--runs", "2", "--warmup", "1", "--out", str(tmp_path)]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
-    for label in ("PyTorch fp32", "ONNX Runtime fp32", "PyTorch int8", "OpenVINO int8", "OpenVINO default", "OpenVINO fp32",
+    for label in ("PyTorch fp32", "ONNX Runtime fp32", "PyTorch int8", "OpenVINO int8", "OpenVINO default", "OpenVINO fp32", "OpenVINO binary IR",
                   "binmark fake-quant", "binmark modules", "binmark fused exact", "binmark fused fast"):  # fmt: skip
         assert label in out
     result = json.loads((tmp_path / "bench.json").read_text())

@@ -11,14 +11,19 @@
   run fused.
 - :func:`backends` lists the module path's binary-convolution backends available here, fastest
   first.
+- :func:`to_openvino` writes a packed model as an OpenVINO IR whose 1-bit convolutions are
+  OpenVINO ``BinaryConvolution`` layers (checked against the packed runtime first);
+  :func:`load_openvino` runs one (``binmark.deploy.openvino_ir``; needs ``openvino``).
 """
 
 from binmark.deploy.fileformat import DEFAULT_PRECISION, FORMAT_VERSION, RUNTIMES, PackedFileError, PackedModel, load, pack
 from binmark.deploy.layers import PackedBinaryConv2d, PackedQuantConv2d, backends, choices
+from binmark.deploy.openvino_ir import OpenVINOModel, load_openvino, to_openvino
 
 __all__ = [
     "DEFAULT_PRECISION",
     "FORMAT_VERSION",
+    "OpenVINOModel",
     "RUNTIMES",
     "PackedBinaryConv2d",
     "PackedFileError",
@@ -27,5 +32,7 @@ __all__ = [
     "backends",
     "choices",
     "load",
+    "load_openvino",
     "pack",
+    "to_openvino",
 ]

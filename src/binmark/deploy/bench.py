@@ -11,6 +11,8 @@ this module's model helpers — never the other way; same weights everywhere, fr
 ``openvino_fp32``    the ONNX twin in OpenVINO with ``INFERENCE_PRECISION_HINT=f32``
 ``openvino_default`` the ONNX twin in OpenVINO at its default precision (bf16 on AMX CPUs)
 ``openvino_int8``    the twin quantized by NNCF post-training quantization (8 calibration images) in OpenVINO
+``openvino_binary``  the binary model itself as an OpenVINO IR with ``BinaryConvolution`` layers
+                     (``binmark.deploy.openvino_ir``), float32, in OpenVINO
 ``fake_quant``       the binary model as trained: float fake quantization in PyTorch
 ``packed_modules``   the packed model module by module (C kernel per binary conv, glue in PyTorch)
 ``packed_exact``     the packed model in the fused engine, float32 real layers
@@ -69,6 +71,7 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "openvino_fp32": ("OpenVINO fp32", ("openvino", "onnx")),
     "openvino_default": ("OpenVINO default", ("openvino", "onnx")),
     "openvino_int8": ("OpenVINO int8 (NNCF)", ("openvino", "nncf", "onnx")),
+    "openvino_binary": ("OpenVINO binary IR", ("openvino",)),
     "fake_quant": ("binmark fake-quant", ()),
     "packed_modules": ("binmark modules", ()),
     "packed_exact": ("binmark fused exact", ()),
@@ -128,7 +131,7 @@ def _prepare(tmp: Path, model: dict[str, Any], variants: list[str], seed: int) -
     artifacts, sizes = {"bmk": str(tmp / "model.bmk")}, {}
     sizes["packed_modules"] = sizes["packed_exact"] = sizes["packed_fast"] = pack(fake).save(artifacts["bmk"]).stat().st_size
     sizes["pytorch_fp32"], sizes["fake_quant"] = _state_bytes(real), _state_bytes(fake)
-    if any(v.startswith(("onnxruntime", "openvino")) for v in variants):
+    if any(v.startswith(("onnxruntime", "openvino")) and v != "openvino_binary" for v in variants):
         from binmark.deploy.onnx import _export
 
         artifacts["onnx"] = str(tmp / "twin.onnx")
@@ -140,13 +143,19 @@ def _prepare(tmp: Path, model: dict[str, Any], variants: list[str], seed: int) -
         import openvino as ov
 
         rng = np.random.default_rng(seed)
-        calibration = [rng.standard_normal((1, 3, *size), dtype=np.float32) for _ in range(8)]
+        calibration = [rng.standard_normal((1, 3, size[1], size[0]), dtype=np.float32) for _ in range(8)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             int8 = nncf.quantize(ov.Core().read_model(artifacts["onnx"]), nncf.Dataset(calibration), subset_size=len(calibration))
         artifacts["openvino_int8"] = str(tmp / "int8.xml")
         ov.save_model(int8, artifacts["openvino_int8"])
         sizes["openvino_int8"] = sum(p.stat().st_size for p in (tmp / "int8.xml", tmp / "int8.bin"))
+    if "openvino_binary" in variants:
+        from binmark.deploy.openvino_ir import to_openvino
+
+        xml = to_openvino(pack(fake), tmp / "binary.xml", tuple(size))  # type: ignore[arg-type]
+        artifacts["openvino_binary"] = str(xml)
+        sizes["openvino_binary"] = xml.stat().st_size + xml.with_suffix(".bin").stat().st_size
     if "pytorch_int8" in variants:
         sizes["pytorch_int8"] = _state_bytes(pytorch_int8(real, size, seed))
     return artifacts, sizes

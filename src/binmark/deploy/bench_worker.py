@@ -117,12 +117,13 @@ def _openvino(spec: dict[str, Any], batch: int) -> Callable[[Any], Any]:
     import openvino as ov
 
     core = ov.Core()
-    path = spec["artifacts"]["openvino_int8" if spec["variant"] == "openvino_int8" else "onnx"]
+    variant = spec["variant"]
+    path = spec["artifacts"][variant if variant in ("openvino_int8", "openvino_binary") else "onnx"]
     model = core.read_model(path)
     w, h = spec["model"]["input_size"]
     model.reshape([batch, 3, h, w])
     config: dict[str, Any] = {"INFERENCE_NUM_THREADS": spec["threads"], "PERFORMANCE_HINT": "LATENCY"}
-    if spec["variant"] == "openvino_fp32":
+    if variant in ("openvino_fp32", "openvino_binary"):  # the binary IR as binmark exports it: float32
         config["INFERENCE_PRECISION_HINT"] = "f32"
     compiled = core.compile_model(model, "CPU", config)
     request = compiled.create_infer_request()

@@ -107,7 +107,7 @@ class Result:
 
 
 def _load(model: Any, device: torch.device, precision: str | None) -> tuple[nn.Module, InferenceSpec | None]:
-    """(network, its spec if the source records one) from a .bmk path, a checkpoint or a module;
+    """(network, its spec if the source records one) from a .bmk or OpenVINO .xml path, a checkpoint or a module;
     ``precision`` is set on packed models (default :data:`PRECISION` for files, unchanged for a
     given PackedModel)."""
     from binmark.deploy import PackedModel
@@ -121,6 +121,13 @@ def _load(model: Any, device: torch.device, precision: str | None) -> tuple[nn.M
         raise FileNotFoundError(f"Localizer: model file {path} does not exist")
     if not path.is_file():
         raise ValueError(f"Localizer: model file {path} is not a regular file")
+    if path.suffix == ".xml":  # an OpenVINO IR from binmark export --openvino: OpenVINO runs it
+        if device.type != "cpu":
+            raise ValueError(f"Localizer: {path} is an OpenVINO IR run on the CPU; use device='cpu'")
+        from binmark.deploy.openvino_ir import load_openvino
+
+        ir = load_openvino(path, "bf16" if precision == "bf16" else "exact")
+        return ir, ir.inference  # type: ignore[return-value]
     with path.open("rb") as f:
         head = f.read(2)
     if head == b"PK":  # torch.save's zip: a training checkpoint
@@ -140,7 +147,8 @@ class Localizer:
     """Predict landmarks on images, batches and video.
 
     Args:
-        model: a packed ``.bmk`` file, a training checkpoint (``.pt``) or an ``nn.Module`` (a
+        model: a packed ``.bmk`` file, an OpenVINO IR (``.xml`` from ``binmark export
+            --openvino``, run by OpenVINO), a training checkpoint (``.pt``) or an ``nn.Module`` (a
             registry model; give ``spec`` unless it carries ``binmark_inference``).
         skeleton: the keypoint schema (a Skeleton or a registered name); default: the model's.
         device: where the network runs ("cpu", "cuda", …; packed models run on the CPU).
@@ -152,7 +160,8 @@ class Localizer:
             ``False`` turns smoothing off.
         precision: the fused engine's arithmetic for packed models ("fast", "exact", "bf16"; see
             ``binmark.deploy.engine``); default "fast" for a ``.bmk`` file, and a given
-            ``PackedModel``'s own setting.
+            ``PackedModel``'s own setting. An OpenVINO IR runs in float32, or with "bf16" in
+            OpenVINO's CPU default precision (bfloat16 where the CPU has AMX).
 
     Raises:
         ValueError: the schema cannot be determined, or does not match the model's K.
