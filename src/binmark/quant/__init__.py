@@ -1,6 +1,8 @@
 """Quantization primitives: sign and its straight-through estimators, XNOR / learned scales,
 ReActNet's RSign and RPReLU, DoReFa / WAGE k-bit and ternary quantizers, gradient quantization,
-``QuantSpec`` and its presets, ``QuantConv2d``, ``quantize`` and ``summary``.
+``QuantSpec`` and its presets, ``QuantConv2d``, ``quantize`` and ``summary``; packed saves for
+backward (``packed_saves``, :mod:`binmark.quant.saving`: bits and codes instead of float32, the
+same gradients).
 
 This package knows no architecture and no data.
 
@@ -34,6 +36,7 @@ from binmark.quant.kbit import (
     wage_weight,
 )
 from binmark.quant.react import RPReLU, RSign
+from binmark.quant.saving import packed_saves, set_packed_saves
 from binmark.quant.sign import (
     STES,
     ApproxSign,
@@ -78,7 +81,9 @@ __all__ = [
     "get_ste",
     "quantize",
     "quantize_grad",
+    "packed_saves",
     "round_ste",
+    "set_packed_saves",
     "sign",
     "sign_ste",
     "summary",

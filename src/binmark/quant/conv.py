@@ -32,6 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from binmark.quant.kbit import DoReFaAct, WageQuant
+from binmark.quant.saving import Grid, quant_conv2d
 from binmark.quant.spec import (
     QuantSpec,
     as_spec,
@@ -111,7 +113,21 @@ class QuantConv2d(nn.Conv2d):
         if getattr(self.grad_quantizer, "inputs", False):
             x = self.grad_quantizer(x)
         x = self.input_quantizer(x)
-        return self._conv_forward(x, self.quantized_weight(), self.bias)
+        if self.padding_mode != "zeros":
+            return self._conv_forward(x, self.quantized_weight(), self.bias)
+        return quant_conv2d(x, self.quantized_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups, self._grid)
+
+    @property
+    def _grid(self) -> Grid | None:
+        """What the quantized input holds, for packed saves (:mod:`binmark.quant.saving`)."""
+        q, bits = self.input_quantizer, self.spec.act_bits
+        if bits == 1:
+            return (0.0, torch.int8)  # ±1: signs as bits
+        if isinstance(q, WageQuant) and bits <= 8:
+            return (1.0, torch.int8) if bits == 2 else (float(2 ** (bits - 1)), torch.int8)  # codes |c| ≤ 2^(k−1) − 1
+        if isinstance(q, DoReFaAct) and bits <= 8:
+            return (float(2**bits - 1), torch.int8 if bits < 8 else torch.uint8)  # codes 0 … 2^k − 1
+        return None
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, spec: QuantSpec | str) -> QuantConv2d:

@@ -31,6 +31,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from binmark.quant.saving import masked_ste
 from binmark.quant.sign import _binarize
 
 __all__ = [
@@ -61,9 +62,9 @@ def round_ste(x: Tensor) -> Tensor:
 
 
 def _ste(x: Tensor, value: Tensor, passes: Tensor) -> Tensor:
-    """``value`` in forward; in backward the gradient of x, masked by the boolean ``passes``."""
-    mask = passes.to(x.dtype)
-    return value.detach() + (x - x.detach()) * mask
+    """``value`` in forward; in backward the gradient of x, masked by the boolean ``passes``
+    (kept as bits with packed saves, :mod:`binmark.quant.saving`)."""
+    return masked_ste(x, value, passes)
 
 
 def dorefa_act(x: Tensor, bits: int) -> Tensor:
@@ -118,8 +119,9 @@ def wage_round(x: Tensor, bits: int) -> Tensor:
 
 def wage_quantize(x: Tensor, bits: int) -> Tensor:
     """Q(C(x, k), k) with the gradient passed where |x| < 1 (CU-Net ``QuanInput2d``)."""
-    value = wage_round(wage_clip(x, bits), bits)
-    return _ste(x, value, x.abs() < 1.0)
+    with torch.no_grad():  # only its value is used: no graph to keep
+        value = wage_round(wage_clip(x, bits), bits)
+    return _ste(x, value, x.detach().abs() < 1.0)
 
 
 def wage_weight(w: Tensor, bits: int) -> Tensor:

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from binmark._registry import Registry
+from binmark.quant.saving import pack_bits, packed_saves_enabled, unpack_values
 
 __all__ = [
     "sign",
@@ -58,15 +59,18 @@ class _SignWithSurrogate(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, surrogate: Surrogate, param: float) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x)
-        ctx.surrogate = surrogate
-        ctx.param = param
+        ctx.surrogate, ctx.param, ctx.shape, ctx.dtype = surrogate, param, x.shape, x.dtype
+        ctx.bits = surrogate is _clipped_grad and packed_saves_enabled()
+        # the clipped surrogate is a 0/1 mask: kept as bits (binmark.quant.saving)
+        ctx.save_for_backward(pack_bits(x.abs() <= param) if ctx.bits else x)
         return _binarize(x)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        return grad * ctx.surrogate(x, ctx.param), None, None
+        (saved,) = ctx.saved_tensors
+        if ctx.bits:
+            return unpack_values(saved, ctx.shape, ctx.dtype, 0.0).mul_(grad), None, None
+        return grad * ctx.surrogate(saved, ctx.param), None, None
 
 
 def _clipped_grad(x: Tensor, clip: float) -> Tensor:

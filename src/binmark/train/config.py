@@ -143,6 +143,7 @@ class TrainConfig:
     amp: bool = False  # mixed precision (GPU only)
     ema: float | None = None  # EMA decay of the weights, e.g. 0.999
     clip_binary_weights: bool = True  # keep latent binary weights in [-1, 1] (BinaryConnect)
+    packed_saves: bool = True  # quantized layers keep bits / codes for backward (binmark.quant.saving; same gradients)
     checkpoint_every: int = 0  # also checkpoint every N steps (0: only at epoch ends)
     checkpoint_minutes: float = 10.0  # also checkpoint when this long has passed since the last save (0: off)
     divergence_factor: float = 100.0  # stop when the smoothed loss exceeds this × its stage minimum (0: off)

@@ -28,6 +28,7 @@ from binmark import progress
 from binmark.data.dataset import TopDownDataset, collate
 from binmark.evaluate import Predictions, Report
 from binmark.models import Architecture
+from binmark.quant.saving import packed_saves
 from binmark.train import distributed as D
 from binmark.train.build import (
     architecture,
@@ -52,7 +53,7 @@ LOWER_IS_BETTER = {"NME"}
 DEFAULT_METRIC = {"pckh": "Mean", "pck": "Mean", "coco": "AP", "nme": "NME"}
 # config keys a resumed run may change: they do not affect the result
 RUNTIME_KEYS = ("data.num_workers", "train.device", "train.log_every", "train.threads", "output_dir", "eval.batch_size",
-                "train.checkpoint_minutes", "train.divergence_factor")  # fmt: skip
+                "train.checkpoint_minutes", "train.divergence_factor", "train.packed_saves")  # fmt: skip
 #: steps of a stage before the divergence test starts (the smoothed loss needs a few values)
 DIVERGENCE_WARMUP = 20
 #: smoothing of the loss for the divergence test: ema ← β·ema + (1 − β)·loss
@@ -226,8 +227,9 @@ class Trainer:
         previous = None
         report = None
         try:
-            for index in range(self.position["stage"], len(self.stages)):
-                report, previous = self._run_stage(index, previous)
+            with packed_saves(self.cfg.train.packed_saves):  # identical gradients either way: a runtime key
+                for index in range(self.position["stage"], len(self.stages)):
+                    report, previous = self._run_stage(index, previous)
         finally:
             self.log.close()
             D.teardown(self.dist)

@@ -1,0 +1,107 @@
+"""Peak training memory of binary networks: real-valued, float fake quantization, packed saves.
+
+Each configuration runs in a fresh process: build the model (16 keypoints), then two training
+steps (forward, MSE on every output, backward, SGD step) on random 256×256 images. Memory on the
+CPU is the growth of the process's peak resident set (``ru_maxrss``) from just before the first
+step; on a GPU (``--cuda``) it is ``torch.cuda.max_memory_allocated`` over the steps. Time is the
+second step's. "fake-quant" is binmark with ``packed_saves(False)`` (float32 tensors kept for
+backward, as every PyTorch binary-network library keeps them), "packed" the default.
+
+Run: .venv/bin/python benchmarks/train_memory.py [--batch 8 16] [--only TEXT] [--cuda] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+from binmark import models
+from binmark.quant import packed_saves
+
+HG = {"stacks": 1, "block": "hpm"}
+CUNET = {"num_unets": 8, "order": 1}
+CONFIGS = {  # name → (model, options, packed saves)
+    "hourglass 1-stack HPM, real": ("hourglass", {**HG, "quant": "real"}, True),
+    "hourglass 1-stack HPM, binary fake-quant": ("hourglass", {**HG, "quant": "bulat17"}, False),
+    "hourglass 1-stack HPM, binary packed": ("hourglass", {**HG, "quant": "bulat17"}, True),
+    "CU-Net N=8, real": ("cunet", {**CUNET, "memory_efficient": False, "quant": "real"}, True),
+    "CU-Net N=8, W1A1 fake-quant": ("cunet", {**CUNET, "memory_efficient": False, "quant": "cunet_w1a1g8"}, False),
+    "CU-Net N=8, W1A1 packed": ("cunet", {**CUNET, "memory_efficient": False, "quant": "cunet_w1a1g8"}, True),
+    "CU-Net N=8, real, memory-efficient": ("cunet", {**CUNET, "memory_efficient": True, "quant": "real"}, True),
+    "CU-Net N=8, W1A1 fake-quant, memory-efficient": ("cunet", {**CUNET, "memory_efficient": True, "quant": "cunet_w1a1g8"}, False),
+    "CU-Net N=8, W1A1 packed, memory-efficient": ("cunet", {**CUNET, "memory_efficient": True, "quant": "cunet_w1a1g8"}, True),
+    "CU-Net N=8, W1A8 fake-quant, memory-efficient": ("cunet", {**CUNET, "memory_efficient": True, "quant": "cunet_w1a8g8"}, False),
+    "CU-Net N=8, W1A8 packed, memory-efficient": ("cunet", {**CUNET, "memory_efficient": True, "quant": "cunet_w1a8g8"}, True),
+    "BiHRNet-W32, real": ("bihrnet", {"width": 32, "quant": "real"}, True),
+    "BiHRNet-W32, binary fake-quant": ("bihrnet", {"width": 32}, False),
+    "BiHRNet-W32, binary packed": ("bihrnet", {"width": 32}, True),
+}  # fmt: skip
+
+
+def two_steps(name: str, batch: int, size: int, cuda: bool) -> dict:
+    """In a child process: build, two training steps; the memory growth and the second step's time."""
+    torch.manual_seed(0)
+    model_name, opts, packed = CONFIGS[name]
+    device = torch.device("cuda" if cuda else "cpu")
+    model = models.build(model_name, 16, **opts).to(device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    x = torch.randn(batch, 3, size, size, device=device)
+    target = torch.rand(batch, 16, size // 4, size // 4, device=device)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        start = torch.cuda.memory_allocated()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    seconds = 0.0
+    with packed_saves(packed):
+        for _ in range(2):
+            if cuda:
+                torch.cuda.synchronize()
+            tic = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            loss = sum(((o - target) ** 2).mean() for o in model(x))
+            loss.backward()
+            optimizer.step()
+            if cuda:
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - tic
+    if cuda:
+        peak = (torch.cuda.max_memory_allocated() - start) / 2**20
+    else:
+        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    return {"name": name, "batch": batch, "peak_mb": peak, "step_s": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, nargs="+", default=[8, 16])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--only", default="", help="measure only the configurations whose name contains TEXT")
+    parser.add_argument("--cuda", action="store_true", help="measure on the GPU (torch.cuda.max_memory_allocated)")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(two_steps(args.child, args.batch[0], args.size, args.cuda)))
+        return
+    where = torch.cuda.get_device_name() if args.cuda else f"CPU, {torch.get_num_threads()} threads"
+    print(f"peak training memory, {args.size}x{args.size}, 16 keypoints, SGD, {where}")
+    rows = []
+    for batch in args.batch:
+        for name in (n for n in CONFIGS if args.only in n):
+            cmd = [sys.executable, __file__, "--child", name, "--batch", str(batch), "--size", str(args.size)] + (["--cuda"] if args.cuda else [])
+            r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+            rows.append(r)
+            print(f"  batch {batch:3d}  {name:48s} peak +{r['peak_mb']:8.0f} MB   step {r['step_s']:6.2f} s", flush=True)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(rows, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
