@@ -34,9 +34,9 @@ from binmark import metrics
 from binmark._registry import Registry
 from binmark.data.dataset import META_EXTRAS, collate, sample_box
 from binmark.data.skeletons import Skeleton
-from binmark.data.transforms import crop_matrix, invert, transform_points
+from binmark.data.transforms import invert, transform_points
 from binmark.progress import bar as progress_bar
-from binmark.topdown import InferenceSpec, SampleCrops, landmarks
+from binmark.topdown import InferenceSpec, SampleCrops, crop_matrix_of, landmarks
 
 __all__ = ["Predictions", "Report", "Evaluator", "REPORTS", "report_kind", "mean_shape_baseline"]
 
@@ -281,8 +281,7 @@ def mean_shape_baseline(
     """
 
     def matrix(sample: dict[str, Any]) -> np.ndarray:
-        center, scale = sample_box(sample, spec.input_size)
-        return crop_matrix(center, scale * spec.padding, spec.input_size)
+        return crop_matrix_of(*sample_box(sample, spec.input_size), spec)
 
     k = spec.skeleton.num_keypoints
     total, count = np.zeros((k, 2)), np.zeros((k, 1))

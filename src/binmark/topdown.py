@@ -37,7 +37,7 @@ from binmark.data.transforms import crop_matrix, invert, transform_points, warp
 from binmark.heatmaps import DECODINGS, ENCODINGS, HeatmapCodec, flip_average
 from binmark.sizes import as_size
 
-__all__ = ["InferenceSpec", "INFERENCE_ATTR", "crop", "model_heatmaps", "landmarks", "SampleCrops"]
+__all__ = ["InferenceSpec", "INFERENCE_ATTR", "crop_matrix_of", "crop", "model_heatmaps", "landmarks", "SampleCrops"]
 
 #: the attribute under which a loaded model carries its InferenceSpec
 INFERENCE_ATTR = "binmark_inference"
@@ -174,6 +174,12 @@ def _skeleton_from(d: dict[str, Any]) -> Skeleton:
     return Skeleton(**{k: tuples(v) for k, v in d.items()})
 
 
+def crop_matrix_of(center: Sequence[float], scale: float, spec: InferenceSpec) -> np.ndarray:
+    """The 2×3 matrix (image px → input px) of the box ``center``/``scale`` (box height / 200 px
+    before padding; ``spec.padding`` is applied here) at ``spec.input_size``."""
+    return crop_matrix(center, scale * spec.padding, spec.input_size)
+
+
 def crop(image: np.ndarray, center: Sequence[float], scale: float, spec: InferenceSpec) -> tuple[torch.Tensor, np.ndarray]:
     """The network input of one box.
 
@@ -186,7 +192,7 @@ def crop(image: np.ndarray, center: Sequence[float], scale: float, spec: Inferen
     Returns:
         ``(input, matrix)``: the normalized (3, h, w) crop and its 2×3 matrix, image px → input px.
     """
-    m = crop_matrix(center, scale * spec.padding, spec.input_size)
+    m = crop_matrix_of(center, scale, spec)
     return normalize(warp(image, m, spec.input_size)), m
 
 

@@ -92,13 +92,17 @@ class PackedModel(nn.Module):
     ) -> None:
         super().__init__()
         self.net = net.to(memory_format=torch.channels_last).eval()
-        self.arch = arch
-        setattr(self, ARCH_ATTR, arch)  # where the Localizer and pack read a built model's record
+        setattr(self, ARCH_ATTR, arch)  # where a built model carries its record (binmark.models)
         self.inference = inference
         self.precision = precision
         self.runtime = runtime
         self._reset_caches()
         super().train(False)  # inference-only: the wrapper, too, is in eval mode
+
+    @property
+    def arch(self) -> Architecture:
+        """The architecture record (the ``binmark_arch`` every built model carries)."""
+        return getattr(self, ARCH_ATTR)
 
     def _reset_caches(self) -> None:
         self._plans: dict[tuple[Any, ...], Plan | str] = {}

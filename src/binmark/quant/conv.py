@@ -45,6 +45,17 @@ from binmark.quant.spec import (
 __all__ = ["QuantConv2d"]
 
 
+def _input_grid(q: nn.Module, bits: int) -> Grid | None:
+    """What a layer's quantized input holds, for packed saves (:mod:`binmark.quant.saving`)."""
+    if bits == 1:
+        return (0.0, torch.int8)  # ±1: signs as bits
+    if isinstance(q, WageQuant) and bits <= 8:
+        return (1.0, torch.int8) if bits == 2 else (float(2 ** (bits - 1)), torch.int8)  # codes |c| ≤ 2^(k−1) − 1
+    if isinstance(q, DoReFaAct) and bits <= 8:
+        return (float(2**bits - 1), torch.int8 if bits < 8 else torch.uint8)  # codes 0 … 2^k − 1
+    return None
+
+
 class QuantConv2d(nn.Conv2d):
     """A 2-D convolution with quantized input, weight and gradients (see the module docstring).
 
@@ -91,6 +102,7 @@ class QuantConv2d(nn.Conv2d):
         self.input_quantizer = make_input_quantizer(self.spec, in_channels)
         self.weight_quantizer = make_weight_quantizer(self.spec, out_channels)
         self.grad_quantizer = make_grad_quantizer(self.spec)
+        self._grid = _input_grid(self.input_quantizer, self.spec.act_bits)
         self.to(device=self.weight.device, dtype=self.weight.dtype)
         self.reset_scales()
 
@@ -117,17 +129,6 @@ class QuantConv2d(nn.Conv2d):
             return self._conv_forward(x, self.quantized_weight(), self.bias)
         return quant_conv2d(x, self.quantized_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups, self._grid)
 
-    @property
-    def _grid(self) -> Grid | None:
-        """What the quantized input holds, for packed saves (:mod:`binmark.quant.saving`)."""
-        q, bits = self.input_quantizer, self.spec.act_bits
-        if bits == 1:
-            return (0.0, torch.int8)  # ±1: signs as bits
-        if isinstance(q, WageQuant) and bits <= 8:
-            return (1.0, torch.int8) if bits == 2 else (float(2 ** (bits - 1)), torch.int8)  # codes |c| ≤ 2^(k−1) − 1
-        if isinstance(q, DoReFaAct) and bits <= 8:
-            return (float(2**bits - 1), torch.int8 if bits < 8 else torch.uint8)  # codes 0 … 2^k − 1
-        return None
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, spec: QuantSpec | str) -> QuantConv2d:

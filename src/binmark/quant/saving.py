@@ -112,7 +112,7 @@ class _MaskedSTE(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, value: Tensor, passes: Tensor) -> Tensor:  # type: ignore[override]
         ctx.shape, ctx.dtype = passes.shape, x.dtype
         ctx.save_for_backward(pack_bits(passes))
-        return value.clone()
+        return value.view_as(value)  # a view: no copy of the value
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
