@@ -3,18 +3,22 @@
 Each configuration runs in a fresh process: build the model (16 keypoints), then two training
 steps (forward, MSE on every output, backward, SGD step) on random 256×256 images. Memory on the
 CPU is the growth of the process's peak resident set (``ru_maxrss``) from just before the first
-step; on a GPU (``--cuda``) it is ``torch.cuda.max_memory_allocated`` over the steps. Time is the
-second step's. "fake-quant" is binmark with ``packed_saves(False)`` (float32 tensors kept for
-backward, as every PyTorch binary-network library keeps them), "packed" the default.
+step, and — in a third step, profiled — the peak of live tensor bytes
+(:func:`binmark.memory.peak_live_bytes`, what ``torch.cuda.max_memory_allocated`` reports on a
+GPU; it leaves out the free memory glibc keeps in its heap); on a GPU (``--cuda``) it is
+``torch.cuda.max_memory_allocated`` over the steps. Time is the second step's. "fake-quant" is
+binmark with ``packed_saves(False)`` (float32 tensors kept for backward, as every PyTorch
+binary-network library keeps them), "packed" the default. With ``--repeat N`` each configuration
+runs N times (fresh processes) and the medians are reported.
 
-Run: .venv/bin/python benchmarks/train_memory.py [--batch 8 16] [--only TEXT] [--cuda] [--json OUT]
+Run: .venv/bin/python benchmarks/train_memory.py [--batch 8 16] [--only TEXT] [--repeat N] [--cuda] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -22,6 +26,8 @@ import time
 import torch
 
 from binmark import models
+from binmark.fileio import atomic_write
+from binmark.memory import peak_live_bytes, peak_resident_mib
 from binmark.quant import packed_saves
 
 HG = {"stacks": 1, "block": "hpm"}
@@ -45,7 +51,8 @@ CONFIGS = {  # name → (model, options, packed saves)
 
 
 def two_steps(name: str, batch: int, size: int, cuda: bool) -> dict:
-    """In a child process: build, two training steps; the memory growth and the second step's time."""
+    """In a child process: build, two training steps (memory growth, the second step's time), then
+    on the CPU a third, profiled step for the peak of live tensor bytes."""
     torch.manual_seed(0)
     model_name, opts, packed = CONFIGS[name]
     device = torch.device("cuda" if cuda else "cpu")
@@ -53,28 +60,41 @@ def two_steps(name: str, batch: int, size: int, cuda: bool) -> dict:
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
     x = torch.randn(batch, 3, size, size, device=device)
     target = torch.rand(batch, 16, size // 4, size // 4, device=device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = sum(((o - target) ** 2).mean() for o in model(x))
+        loss.backward()
+        optimizer.step()
+
     if cuda:
         torch.cuda.reset_peak_memory_stats()
         start = torch.cuda.memory_allocated()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_resident_mib()
     seconds = 0.0
     with packed_saves(packed):
         for _ in range(2):
             if cuda:
                 torch.cuda.synchronize()
             tic = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            loss = sum(((o - target) ** 2).mean() for o in model(x))
-            loss.backward()
-            optimizer.step()
+            step()
             if cuda:
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - tic
-    if cuda:
-        peak = (torch.cuda.max_memory_allocated() - start) / 2**20
-    else:
-        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    return {"name": name, "batch": batch, "peak_mb": peak, "step_s": seconds}
+        if cuda:
+            return {"name": name, "batch": batch, "peak_mb": (torch.cuda.max_memory_allocated() - start) / 2**20, "step_s": seconds}
+        peak = peak_resident_mib() - before
+        live = peak_live_bytes(step) / 2**20
+    return {"name": name, "batch": batch, "peak_mb": peak, "live_mb": live, "step_s": seconds}
+
+
+def _median_row(runs: list[dict]) -> dict:
+    row = dict(runs[0])
+    for key in ("peak_mb", "live_mb", "step_s"):
+        if key in row:
+            row[key] = statistics.median(r[key] for r in runs)
+    row["runs"] = len(runs)
+    return row
 
 
 def main() -> None:
@@ -83,6 +103,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--only", default="", help="measure only the configurations whose name contains TEXT")
     parser.add_argument("--cuda", action="store_true", help="measure on the GPU (torch.cuda.max_memory_allocated)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per configuration (fresh processes); medians reported")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -95,12 +116,13 @@ def main() -> None:
     for batch in args.batch:
         for name in (n for n in CONFIGS if args.only in n):
             cmd = [sys.executable, __file__, "--child", name, "--batch", str(batch), "--size", str(args.size)] + (["--cuda"] if args.cuda else [])
-            r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+            runs = [json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]) for _ in range(args.repeat)]
+            r = _median_row(runs)
             rows.append(r)
-            print(f"  batch {batch:3d}  {name:48s} peak +{r['peak_mb']:8.0f} MB   step {r['step_s']:6.2f} s", flush=True)
+            live = f"   live {r['live_mb']:8.0f} MB" if "live_mb" in r else ""
+            print(f"  batch {batch:3d}  {name:48s} peak +{r['peak_mb']:8.0f} MB{live}   step {r['step_s']:6.2f} s", flush=True)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(rows, fh, indent=1)
+        atomic_write(args.json, json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from binmark.quant import QuantConv2d, QuantSpec
-from binmark.quant.saving import pack_bits, packed_saves, packed_saves_enabled, unpack_bits
+from binmark.quant.saving import WindowMaxPool2d, pack_bits, packed_saves, packed_saves_enabled, rebuilt_saves, unpack_bits, window_max_pool2d
 
 SPECS = [QuantSpec.preset(n) for n in QuantSpec.presets() if n != "real"]
 SPECS += [
@@ -98,3 +98,63 @@ def test_a_binary_conv_keeps_at_least_10x_less(preset: str) -> None:
     packed = _saved_bytes(conv, x)
     assert plain >= 2 * x.numel() * 4  # the sign's input and the conv's ±1 input, float32
     assert packed * 10 <= plain, (plain, packed)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (2, 3, 7, 9), (1, 2, 5, 4)])
+def test_window_max_pool_is_max_pool_bit_for_bit(shape: tuple[int, ...], relu: bool) -> None:
+    """Values, the choice among ties, NaN, −0.0 gradients and uncovered rows/columns of odd sizes."""
+    x = torch.randint(-3, 3, shape, generator=torch.Generator().manual_seed(0)).float()
+    x[0, 0, 0, 0], x[0, 0, 1, 1] = float("nan"), -0.0
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya = nn.functional.max_pool2d(torch.relu(a) if relu else a, 2)
+    yb = window_max_pool2d(b, relu)
+    assert torch.equal(ya.nan_to_num(), yb.nan_to_num()) and torch.equal(ya.signbit(), yb.signbit())
+    g = torch.randn(ya.shape, generator=torch.Generator().manual_seed(1))
+    g[0, 0, 0, 1], g.view(-1)[3] = -0.0, float("nan")
+    ya.backward(g), yb.backward(g)
+    ga, gb = a.grad.nan_to_num(7.0), b.grad.nan_to_num(7.0)
+    assert torch.equal(ga, gb) and torch.equal(ga.signbit(), gb.signbit())
+    with packed_saves(False):
+        assert yb.grad_fn.name() != window_max_pool2d(b, relu).grad_fn.name()  # off: PyTorch's own op
+
+
+def test_window_max_pool_keeps_a_byte_per_output() -> None:
+    """Not its input (4 bytes an element, 4 elements an output) and int64 indices (8 bytes)."""
+    x = torch.randn(4, 16, 32, 32, requires_grad=True)
+    pool = WindowMaxPool2d(relu=True)
+    with packed_saves(False):
+        plain = _saved_bytes(pool, x)
+    packed = _saved_bytes(pool, x)
+    outputs = x.numel() // 4
+    assert plain >= outputs * (8 + 4 * 4) and packed <= outputs * (1 + 4), (plain, packed)
+
+
+def test_rebuilt_saves_keep_nothing_and_rebuild_once() -> None:
+    import weakref
+
+    calls = []
+    low = torch.randn(2, 3, 4, 4, requires_grad=True)
+
+    def rebuild() -> torch.Tensor:
+        calls.append(1)
+        return nn.functional.interpolate(low, scale_factor=2, mode="nearest")
+
+    def run(rebuilt: bool) -> tuple[torch.Tensor, bool]:
+        up = nn.functional.interpolate(low, scale_factor=2, mode="nearest")
+        with rebuilt_saves([(up, rebuild)] if rebuilt else []):
+            out = (up * up.sin()).sum() + (up.exp() * 2).sum()  # `up` saved three times
+        alive = weakref.ref(up)
+        del up
+        kept = alive() is not None  # the graph still holds `up`
+        out.backward()
+        grad, low.grad = low.grad, None
+        return grad, kept
+
+    plain, kept_plain = run(False)
+    rebuilt, kept_rebuilt = run(True)
+    assert torch.equal(plain, rebuilt)
+    assert kept_plain and not kept_rebuilt
+    assert len(calls) == 1  # one rebuild serves the three saves
+    with packed_saves(False):
+        assert run(True)[1]  # off: kept as autograd keeps it

@@ -36,7 +36,7 @@ returned, the final one last.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import torch
@@ -49,6 +49,7 @@ from binmark.models.inputs import check_images
 
 torch.fx.wrap("check_images")
 from binmark.quant import QuantConv2d, QuantSpec, as_spec
+from binmark.quant.saving import WindowMaxPool2d, rebuilt_saves, window_max_pool2d
 
 __all__ = ["CUNet", "cunet", "supervision_anchors"]
 
@@ -58,6 +59,28 @@ STEM = 128  # channels of the stem and of every block's main path
 GROWTH = 32  # dense-layer output channels
 BOTTLENECK = 4 * GROWTH  # dense-layer 1×1 bottleneck width (neck_size · growth)
 LEVELS = 4  # down/up blocks per U-Net
+
+#: a down block's skip output and the recipe that rebuilds it (for ``rebuilt_saves``)
+Skip = tuple[Tensor, Callable[[], Tensor]]
+
+
+def _repeat2(x: Tensor) -> Tensor:
+    """``F.interpolate(x, scale_factor=2, mode="nearest")``'s values, (N, C, H, W) → (N, C, 2H, 2W),
+    in one copy (backward's rebuild of an upsampled input)."""
+    n, c, h, w = x.shape
+    return x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
+
+
+def _recomputed(fn: Callable[..., Tensor], features: Sequence[Tensor]) -> Tensor:
+    """``fn(update_stats, *features)`` under activation checkpointing: run, then run again in
+    backward; ``update_stats`` is True on the first run only (BN running statistics move once)."""
+    calls = [0]
+
+    def run(*fs: Tensor) -> Tensor:
+        calls[0] += 1
+        return fn(calls[0] == 1, *fs)
+
+    return checkpoint(run, *features, use_reentrant=False)
 
 
 class _NormReluConv(nn.Module):
@@ -70,36 +93,46 @@ class _NormReluConv(nn.Module):
     def __init__(self, cin: int, cout: int, k: int, conv: type[nn.Conv2d] | partial, relu: bool, efficient: bool) -> None:
         super().__init__()
         self.norm = nn.BatchNorm2d(cin)
-        self.relu = nn.ReLU() if relu else nn.Identity()
+        self.relu = nn.ReLU(inplace=True) if relu else nn.Identity()  # on BN's output, which nothing else reads
         self.conv = conv(cin, cout, k, padding=k // 2, bias=False)
         self.efficient = efficient
 
-    def _segment(self, update_stats: bool, *features: Tensor) -> Tensor:
-        x = torch.cat(features, 1) if len(features) > 1 else features[0]
+    def normalize(self, update_stats: bool, features: Sequence[Tensor]) -> Tensor:
+        """ReLU(BN(concatenation of ``features``)), the conv's input; with ``update_stats`` False
+        (the recomputation) BN's running statistics go to copies."""
+        x = torch.cat(list(features), 1) if len(features) > 1 else features[0]
         bn = self.norm
         use_batch = bn.training
         mean, var = bn.running_mean, bn.running_var
-        if use_batch and not update_stats:  # the recomputation: same op, statistics go to copies
+        if use_batch and not update_stats:
             mean, var = mean.clone(), var.clone()
         x = F.batch_norm(x, mean, var, bn.weight, bn.bias, use_batch, bn.momentum or 0.1, bn.eps)
         if update_stats and use_batch:
             bn.num_batches_tracked.add_(1)
-        return self.conv(self.relu(x))
+        return self.relu(x)
+
+    def recomputes(self, features: Sequence[Tensor]) -> bool:
+        """Whether this call is checkpointed (memory-efficient mode, training with gradients)."""
+        return self.efficient and self.training and torch.is_grad_enabled() and any(f.requires_grad for f in features)
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
-        if self.efficient and self.training and torch.is_grad_enabled() and any(f.requires_grad for f in features):
-            calls = [0]
+        if self.recomputes(features):
+            return _recomputed(lambda update, *fs: self.conv(self.normalize(update, fs)), features)
+        return self.conv(self.normalize(True, features))
 
-            def run(*fs: Tensor) -> Tensor:
-                calls[0] += 1
-                return self._segment(calls[0] == 1, *fs)
-
-            return checkpoint(run, *features, use_reentrant=False)
-        return self._segment(True, *features)
+    def rebuild(self, features: Sequence[Tensor]) -> Tensor:
+        """The output again, for a rebuilt save (:func:`~binmark.quant.saving.rebuilt_saves`):
+        the same operations, BN's running statistics left alone."""
+        return self.conv(self.normalize(False, features))
 
 
 class DenseLayer(nn.Module):
-    """BN-ReLU-1×1 (c → 128) then BN-ReLU-3×3 (128 → 32); a ReLU is left out before a sign."""
+    """BN-ReLU-1×1 (c → 128) then BN-ReLU-3×3 (128 → 32); a ReLU is left out before a sign.
+
+    In memory-efficient mode, when the 3×3 conv keeps only bits or bytes of its input
+    (:meth:`QuantConv2d.keeps_input_packed`), the recomputed segment runs on through the second
+    BN (and ReLU), so the 128-channel float tensor between the two convs is not kept either.
+    """
 
     def __init__(
         self, cin: int, conv3: type[nn.Conv2d] | partial, conv1: type[nn.Conv2d] | partial,
@@ -109,7 +142,14 @@ class DenseLayer(nn.Module):
         self.bottleneck = _NormReluConv(cin, BOTTLENECK, 1, conv1, relu1, efficient)
         self.conv = _NormReluConv(BOTTLENECK, GROWTH, 3, conv3, relu3, False)
 
+    def _normalized_bottleneck(self, update_stats: bool, *features: Tensor) -> Tensor:
+        bottleneck = self.bottleneck.conv(self.bottleneck.normalize(update_stats, features))
+        return self.conv.normalize(update_stats, [bottleneck])
+
     def forward(self, features: Sequence[Tensor]) -> Tensor:
+        conv = self.conv.conv
+        if isinstance(conv, QuantConv2d) and conv.keeps_input_packed() and self.bottleneck.recomputes(features):
+            return conv(_recomputed(self._normalized_bottleneck, features))
         return self.conv([self.bottleneck(features)])
 
 
@@ -132,15 +172,20 @@ class DenseBlock(nn.Module):
         self.skip = nn.ModuleList(_NormReluConv(c, cout, 1, conv1, relu1, eff) for c in ins) if skip else None
         self.order = order
 
-    def forward(self, x: list[Tensor], i: int, history: list[Tensor]) -> tuple[Tensor, Tensor | None]:
-        """U-Net i at this position; ``history`` (≤ K previous dense outputs) is updated in place."""
+    def forward(self, x: list[Tensor], i: int, history: list[Tensor]) -> tuple[Tensor, Skip | None]:
+        """U-Net i at this position: its output, and its skip output with the recipe that rebuilds
+        it from the block's features (kept for backward anyway); ``history`` (≤ K previous dense
+        outputs) is updated in place."""
         features = x + history
         new = self.layers[i](features)
         if self.order:
             history.append(new)
             del history[: max(len(history) - self.order, 0)]
         features = features + [new]
-        return self.ahead[i](features), (self.skip[i](features) if self.skip is not None else None)
+        if self.skip is None:
+            return self.ahead[i](features), None
+        skip = self.skip[i]
+        return self.ahead[i](features), (skip(features), partial(skip.rebuild, features))
 
 
 class CUNet(nn.Module):
@@ -175,7 +220,7 @@ class CUNet(nn.Module):
         self.num_unets, self.order, self.refine_iters = num_unets, order, refine_iters
         self.supervised = list(supervised)
         self.stem = nn.Sequential(
-            nn.Conv2d(3, STEM, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(STEM), nn.ReLU(), nn.MaxPool2d(2)
+            nn.Conv2d(3, STEM, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(STEM), WindowMaxPool2d(relu=True)
         )
         self.down = nn.ModuleList(DenseBlock(STEM, STEM, num_unets, order, True, layer) for _ in range(LEVELS))
         self.neck = DenseBlock(STEM, STEM, num_unets, order, False, layer)
@@ -191,15 +236,18 @@ class CUNet(nn.Module):
         })  # fmt: skip
 
     def _unet(self, x: Tensor, i: int, histories: list[list[Tensor]]) -> Tensor:
-        skips = []
+        skips: list[Skip] = []
         for level, block in enumerate(self.down):
             x, skip = block([x], i, histories[level])
-            skips.append(skip)
-            x = F.max_pool2d(x, 2)
+            skips.append(skip)  # type: ignore[arg-type]
+            x = window_max_pool2d(x)
         x, _ = self.neck([x], i, histories[LEVELS])
         for level in reversed(range(LEVELS)):
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
-            x, _ = self.up[level]([x, skips[level]], i, histories[LEVELS + 1 + level])
+            low = x
+            x = F.interpolate(low, scale_factor=2, mode="nearest")
+            # the up block's recomputation rebuilds its inputs (from `low` and the down block's features)
+            with rebuilt_saves([(x, partial(_repeat2, low)), skips[level]]):
+                x, _ = self.up[level]([x, skips[level][0]], i, histories[LEVELS + 1 + level])
         return x
 
     def _pass(self, x: Tensor, outputs: list[Tensor]) -> Tensor:
@@ -218,7 +266,10 @@ class CUNet(nn.Module):
 
     def forward(self, x: Tensor) -> list[Tensor]:
         check_images(x, 64, "cunet")
-        x = self.stem(x)
+        conv, norm, pool = self.stem
+        y = conv(x)
+        with rebuilt_saves([(y, partial(conv, x))]):  # BN's input is rebuilt from the image in backward
+            x = pool(norm(y))
         outputs: list[Tensor] = []
         for _ in range(self.refine_iters):
             x = self._pass(x, outputs)

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from binmark.quant.kbit import DoReFaAct, WageQuant
-from binmark.quant.saving import Grid, quant_conv2d
+from binmark.quant.saving import Grid, packed_saves_enabled, quant_conv2d
 from binmark.quant.spec import (
     QuantSpec,
     as_spec,
@@ -121,6 +121,16 @@ class QuantConv2d(nn.Conv2d):
         """The weight the convolution uses: q_w(W), shape (C_out, C_in/groups, kh, kw)."""
         return self.weight_quantizer(self.grad_quantizer(self.weight))
 
+    def keeps_input_packed(self) -> bool:
+        """Whether, for backward, the layer now keeps only bits or bytes of its input (packed
+        saves on; a clipped sign or WAGE input quantizer, whose mask is kept as bits; ±1 or k-bit
+        codes into the conv; numeric zero padding). A float tensor given to it is then not kept
+        by it."""
+        spec = self.spec
+        masked = spec.ste == "clipped" if spec.act_bits == 1 else spec.kbit == "wage"
+        numeric = self.padding_mode == "zeros" and not isinstance(self.padding, str)
+        return self._grid is not None and masked and numeric and packed_saves_enabled()
+
     def forward(self, x: Tensor) -> Tensor:
         if getattr(self.grad_quantizer, "inputs", False):
             x = self.grad_quantizer(x)
@@ -128,7 +138,6 @@ class QuantConv2d(nn.Conv2d):
         if self.padding_mode != "zeros":
             return self._conv_forward(x, self.quantized_weight(), self.bias)
         return quant_conv2d(x, self.quantized_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups, self._grid)
-
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, spec: QuantSpec | str) -> QuantConv2d:
