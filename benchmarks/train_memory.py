@@ -9,26 +9,28 @@ GPU; it leaves out the free memory glibc keeps in its heap); on a GPU (``--cuda`
 ``torch.cuda.max_memory_allocated`` over the steps. Time is the second step's. "fake-quant" is
 binmark with ``packed_saves(False)`` (float32 tensors kept for backward, as every PyTorch
 binary-network library keeps them), "packed" the default. With ``--repeat N`` each configuration
-runs N times (fresh processes) and the medians are reported.
+runs N times (fresh processes) and the medians are reported. ``--src DIR`` measures the binmark
+in ``DIR/src`` instead, e.g. a ``git worktree`` of an earlier commit; where that code has no
+packed saves every configuration runs as it runs there, and where it has no
+``binmark.memory`` the live column is left out.
 
-Run: .venv/bin/python benchmarks/train_memory.py [--batch 8 16] [--only TEXT] [--repeat N] [--cuda] [--json OUT]
+Run: .venv/bin/python benchmarks/train_memory.py [--batch 8 16] [--only TEXT] [--repeat N] [--src DIR] [--cuda] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 import torch
-
-from binmark import models
-from binmark.fileio import atomic_write
-from binmark.memory import peak_live_bytes, peak_resident_mib
-from binmark.quant import packed_saves
 
 HG = {"stacks": 1, "block": "hpm"}
 CUNET = {"num_unets": 8, "order": 1}
@@ -50,9 +52,24 @@ CONFIGS = {  # name → (model, options, packed saves)
 }  # fmt: skip
 
 
+def _packed_saves(enabled: bool) -> Any:
+    """binmark's switch, or nothing where the measured code has none (before packed saves)."""
+    try:
+        from binmark.quant import packed_saves
+    except ImportError:
+        return contextlib.nullcontext()
+    return packed_saves(enabled)
+
+
+def _peak_resident_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def two_steps(name: str, batch: int, size: int, cuda: bool) -> dict:
     """In a child process: build, two training steps (memory growth, the second step's time), then
     on the CPU a third, profiled step for the peak of live tensor bytes."""
+    from binmark import models
+
     torch.manual_seed(0)
     model_name, opts, packed = CONFIGS[name]
     device = torch.device("cuda" if cuda else "cpu")
@@ -70,9 +87,9 @@ def two_steps(name: str, batch: int, size: int, cuda: bool) -> dict:
     if cuda:
         torch.cuda.reset_peak_memory_stats()
         start = torch.cuda.memory_allocated()
-    before = peak_resident_mib()
+    before = _peak_resident_mib()
     seconds = 0.0
-    with packed_saves(packed):
+    with _packed_saves(packed):
         for _ in range(2):
             if cuda:
                 torch.cuda.synchronize()
@@ -83,9 +100,13 @@ def two_steps(name: str, batch: int, size: int, cuda: bool) -> dict:
             seconds = time.perf_counter() - tic
         if cuda:
             return {"name": name, "batch": batch, "peak_mb": (torch.cuda.max_memory_allocated() - start) / 2**20, "step_s": seconds}
-        peak = peak_resident_mib() - before
-        live = peak_live_bytes(step) / 2**20
-    return {"name": name, "batch": batch, "peak_mb": peak, "live_mb": live, "step_s": seconds}
+        row = {"name": name, "batch": batch, "peak_mb": _peak_resident_mib() - before, "step_s": seconds}
+        try:
+            from binmark.memory import peak_live_bytes
+        except ImportError:
+            return row
+        row["live_mb"] = peak_live_bytes(step) / 2**20
+    return row
 
 
 def _median_row(runs: list[dict]) -> dict:
@@ -104,10 +125,13 @@ def main() -> None:
     parser.add_argument("--only", default="", help="measure only the configurations whose name contains TEXT")
     parser.add_argument("--cuda", action="store_true", help="measure on the GPU (torch.cuda.max_memory_allocated)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per configuration (fresh processes); medians reported")
+    parser.add_argument("--src", help="measure the binmark in DIR/src (e.g. a git worktree of an earlier commit)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        if args.src:
+            sys.path.insert(0, os.path.join(args.src, "src"))
         print(json.dumps(two_steps(args.child, args.batch[0], args.size, args.cuda)))
         return
     where = torch.cuda.get_device_name() if args.cuda else f"CPU, {torch.get_num_threads()} threads"
@@ -115,13 +139,16 @@ def main() -> None:
     rows = []
     for batch in args.batch:
         for name in (n for n in CONFIGS if args.only in n):
-            cmd = [sys.executable, __file__, "--child", name, "--batch", str(batch), "--size", str(args.size)] + (["--cuda"] if args.cuda else [])
+            cmd = [sys.executable, __file__, "--child", name, "--batch", str(batch), "--size", str(args.size)]
+            cmd += (["--cuda"] if args.cuda else []) + (["--src", args.src] if args.src else [])
             runs = [json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]) for _ in range(args.repeat)]
             r = _median_row(runs)
             rows.append(r)
             live = f"   live {r['live_mb']:8.0f} MB" if "live_mb" in r else ""
             print(f"  batch {batch:3d}  {name:48s} peak +{r['peak_mb']:8.0f} MB{live}   step {r['step_s']:6.2f} s", flush=True)
     if args.json:
+        from binmark.fileio import atomic_write
+
         atomic_write(args.json, json.dumps(rows, indent=1))
 
 

@@ -182,15 +182,18 @@ def test_every_parameter_gets_a_gradient(preset: str) -> None:
         assert p.grad is not None, f"no gradient for {name}"
 
 
-def _step(quant: str, efficient: bool, packed: bool) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], float]:
-    """Gradients, buffers and the peak of live tensor MiB of one training step."""
+def _step(quant: str, efficient: bool, packed: bool, amp: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], float]:
+    """Gradients, buffers and the peak of live tensor MiB of one training step (``amp``: under
+    CPU autocast, bfloat16, as ``train.amp`` runs it)."""
     torch.manual_seed(0)
     m = models.build("cunet", 5, num_unets=3, order=2, memory_efficient=efficient, quant=quant).train()
     x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(1))
     target = torch.rand(2, 5, 32, 32, generator=torch.Generator().manual_seed(2))
 
     def step() -> None:
-        sum(((o - target) ** 2).mean() for o in m(x)).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            loss = sum(((o.float() - target) ** 2).mean() for o in m(x))
+        loss.backward()
 
     with packed_saves(packed):
         live = peak_live_bytes(step) / 2**20
@@ -212,3 +215,11 @@ def test_packed_saves_change_no_gradient_and_keep_less(quant: str, efficient: bo
     assert live < live_off
     if efficient and quant != "real":  # the binary 3×3 inputs: 1.8-2.2x at this size
         assert live * 1.5 < live_off, (live, live_off)
+
+
+def test_packed_saves_under_mixed_precision() -> None:
+    """Rebuilt saves run under the forward's autocast, as checkpointing does."""
+    grads, _, _ = _step("cunet_w1a1g8", True, True, amp=True)
+    grads_off, _, _ = _step("cunet_w1a1g8", True, False, amp=True)
+    for name, g in grads_off.items():
+        assert torch.equal(grads[name], g), name

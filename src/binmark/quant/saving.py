@@ -250,10 +250,14 @@ class _Rebuild:
 
     def __init__(self, rebuild: Callable[[], Tensor]) -> None:
         self.rebuild, self.saves, self.reads, self.value = rebuild, 0, 0, None
+        # the forward's autocast (mixed precision), restored for the rebuild as checkpointing does
+        self.autocast = [(d, torch.get_autocast_dtype(d)) for d in ("cpu", "cuda") if torch.is_autocast_enabled(d)]
 
     def read(self) -> Tensor:
         if self.value is None:
-            with torch.no_grad():
+            with torch.no_grad(), contextlib.ExitStack() as stack:
+                for device, dtype in self.autocast:
+                    stack.enter_context(torch.autocast(device, dtype=dtype))
                 self.value = self.rebuild()
         value = self.value
         self.reads += 1
