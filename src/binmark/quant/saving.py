@@ -273,7 +273,9 @@ def rebuilt_saves(rebuilds: Sequence[tuple[Tensor, Callable[[], Tensor]]]) -> It
 
     ``rebuild()`` must return the tensor's values exactly (a deterministic recomputation, such as
     an upsampling, from tensors that are kept for backward anyway: what it refers to stays alive);
-    it runs without recording gradients. The graph and every gradient are unchanged. Built on ``torch.autograd.graph.saved_tensors_hooks``.
+    it runs without recording gradients, under the forward's autocast. The graph and every gradient
+    are unchanged. Built on ``torch.autograd.graph.saved_tensors_hooks``; inside the block, as
+    inside ``torch.utils.checkpoint``, these hooks replace any outer ones (``save_on_cpu``).
     """
     active = packed_saves_enabled() and torch.is_grad_enabled()
     kept = {_identity(t): _Rebuild(fn) for t, fn in rebuilds if active and isinstance(t, Tensor) and t.requires_grad}
