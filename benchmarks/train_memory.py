@@ -1,12 +1,13 @@
 """Peak training memory of binary networks: real-valued, float fake quantization, packed saves.
 
 Each configuration runs in a fresh process: build the model (16 keypoints), then two training
-steps (forward, MSE on every output, backward, SGD step) on random 256×256 images. Memory on the
-CPU is the growth of the process's peak resident set (``ru_maxrss``) from just before the first
-step, and — in a third step, profiled — the peak of live tensor bytes
+steps (``--steps N``: N) (forward, MSE on every output, backward, SGD step) on random 256×256
+images. Memory on the CPU is the growth of the process's peak resident set (``ru_maxrss``) from
+just before the first step, and — in a third step, profiled — the peak of live tensor bytes
 (:func:`binmark.memory.peak_live_bytes`, what ``torch.cuda.max_memory_allocated`` reports on a
 GPU; it leaves out the free memory glibc keeps in its heap); on a GPU (``--cuda``) it is
-``torch.cuda.max_memory_allocated`` over the steps. Time is the second step's. "fake-quant" is
+``torch.cuda.max_memory_allocated`` over the steps. Time is the median of the steps after the
+first (with two steps: the second step's). "fake-quant" is
 binmark with ``packed_saves(False)`` (float32 tensors kept for backward, as every PyTorch
 binary-network library keeps them), "packed" the default. With ``--repeat N`` each configuration
 runs N times (fresh processes) and the medians are reported. ``--src DIR`` measures the binmark
@@ -14,7 +15,7 @@ in ``DIR/src`` instead, e.g. a ``git worktree`` of an earlier commit; where that
 packed saves every configuration runs as it runs there, and where it has no
 ``binmark.memory`` the live column is left out.
 
-Run: .venv/bin/python benchmarks/train_memory.py [--batch 8 16] [--only TEXT] [--repeat N] [--src DIR] [--cuda] [--json OUT]
+Run: .venv/bin/python benchmarks/train_memory.py [--batch 8 16] [--only TEXT] [--steps N] [--repeat N] [--src DIR] [--cuda] [--json OUT]
 """
 
 from __future__ import annotations
@@ -65,9 +66,10 @@ def _peak_resident_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def two_steps(name: str, batch: int, size: int, cuda: bool) -> dict:
-    """In a child process: build, two training steps (memory growth, the second step's time), then
-    on the CPU a third, profiled step for the peak of live tensor bytes."""
+def train_steps(name: str, batch: int, size: int, cuda: bool, steps: int) -> dict:
+    """In a child process: build, ``steps`` training steps (memory growth; the median time of the
+    steps after the first), then on the CPU one more, profiled step for the peak of live tensor
+    bytes."""
     from binmark import models
 
     torch.manual_seed(0)
@@ -88,19 +90,20 @@ def two_steps(name: str, batch: int, size: int, cuda: bool) -> dict:
         torch.cuda.reset_peak_memory_stats()
         start = torch.cuda.memory_allocated()
     before = _peak_resident_mib()
-    seconds = 0.0
+    times = []
     with _packed_saves(packed):
-        for _ in range(2):
+        for _ in range(steps):
             if cuda:
                 torch.cuda.synchronize()
             tic = time.perf_counter()
             step()
             if cuda:
                 torch.cuda.synchronize()
-            seconds = time.perf_counter() - tic
+            times.append(time.perf_counter() - tic)
+        seconds = statistics.median(times[1:])
         if cuda:
-            return {"name": name, "batch": batch, "peak_mb": (torch.cuda.max_memory_allocated() - start) / 2**20, "step_s": seconds}
-        row = {"name": name, "batch": batch, "peak_mb": _peak_resident_mib() - before, "step_s": seconds}
+            return {"name": name, "batch": batch, "steps": steps, "peak_mb": (torch.cuda.max_memory_allocated() - start) / 2**20, "step_s": seconds}
+        row = {"name": name, "batch": batch, "steps": steps, "peak_mb": _peak_resident_mib() - before, "step_s": seconds}
         try:
             from binmark.memory import peak_live_bytes
         except ImportError:
@@ -122,6 +125,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=2, help="training steps measured (at least 2)")
     parser.add_argument("--only", default="", help="measure only the configurations whose name contains TEXT")
     parser.add_argument("--cuda", action="store_true", help="measure on the GPU (torch.cuda.max_memory_allocated)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per configuration (fresh processes); medians reported")
@@ -129,17 +133,19 @@ def main() -> None:
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.steps < 2:
+        parser.error(f"--steps must be at least 2 (the first step's time is left out), got {args.steps}")
     if args.child:
         if args.src:
             sys.path.insert(0, os.path.join(args.src, "src"))
-        print(json.dumps(two_steps(args.child, args.batch[0], args.size, args.cuda)))
+        print(json.dumps(train_steps(args.child, args.batch[0], args.size, args.cuda, args.steps)))
         return
     where = torch.cuda.get_device_name() if args.cuda else f"CPU, {torch.get_num_threads()} threads"
-    print(f"peak training memory, {args.size}x{args.size}, 16 keypoints, SGD, {where}")
+    print(f"peak training memory, {args.size}x{args.size}, 16 keypoints, SGD, {args.steps} steps, {where}")
     rows = []
     for batch in args.batch:
         for name in (n for n in CONFIGS if args.only in n):
-            cmd = [sys.executable, __file__, "--child", name, "--batch", str(batch), "--size", str(args.size)]
+            cmd = [sys.executable, __file__, "--child", name, "--batch", str(batch), "--size", str(args.size), "--steps", str(args.steps)]
             cmd += (["--cuda"] if args.cuda else []) + (["--src", args.src] if args.src else [])
             runs = [json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]) for _ in range(args.repeat)]
             r = _median_row(runs)
