@@ -3,19 +3,21 @@
 Each configuration runs in a fresh process: build the model (16 keypoints), then two training
 steps (``--steps N``: N) (forward, MSE on every output, backward, SGD step) on random 256×256
 images. Memory on the CPU is the growth of the process's peak resident set (``ru_maxrss``) from
-just before the first step, and — in a third step, profiled — the peak of live tensor bytes
+just before the first step, and — in one more step, profiled — the peak of live tensor bytes
 (:func:`binmark.memory.peak_live_bytes`, what ``torch.cuda.max_memory_allocated`` reports on a
-GPU; it leaves out the free memory glibc keeps in its heap); on a GPU (``--cuda``) it is
+GPU; it leaves out the free memory the allocators keep); on a GPU (``--cuda``) it is
 ``torch.cuda.max_memory_allocated`` over the steps. Time is the median of the steps after the
-first (with two steps: the second step's). "fake-quant" is
-binmark with ``packed_saves(False)`` (float32 tensors kept for backward, as every PyTorch
-binary-network library keeps them), "packed" the default. With ``--repeat N`` each configuration
-runs N times (fresh processes) and the medians are reported. ``--src DIR`` measures the binmark
-in ``DIR/src`` instead, e.g. a ``git worktree`` of an earlier commit; where that code has no
-packed saves every configuration runs as it runs there, and where it has no
+first (with two steps: the second step's). "fake-quant" is binmark with ``packed_saves(False)``
+(float32 tensors kept for backward, as every PyTorch binary-network library keeps them),
+"packed" the default. On the CPU the tensors come from binmark's block allocator, as in
+``binmark train`` (``--allocator default``: PyTorch's, on glibc's ``malloc``). With
+``--repeat N`` each configuration runs N times (fresh processes) and the medians are reported.
+``--src DIR`` measures the binmark in ``DIR/src`` instead, e.g. a ``git worktree`` of an earlier
+commit; where that code has no packed saves every configuration runs as it runs there, where it
+has no block allocator PyTorch's is used (the row says which), and where it has no
 ``binmark.memory`` the live column is left out.
 
-Run: .venv/bin/python benchmarks/train_memory.py [--batch 8 16] [--only TEXT] [--steps N] [--repeat N] [--src DIR] [--cuda] [--json OUT]
+Run: .venv/bin/python benchmarks/train_memory.py [--batch 8 16] [--only TEXT] [--steps N] [--allocator block|default] [--repeat N] [--src DIR] [--cuda] [--json OUT]
 """
 
 from __future__ import annotations
@@ -66,11 +68,28 @@ def _peak_resident_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def train_steps(name: str, batch: int, size: int, cuda: bool, steps: int) -> dict:
+def _use_allocator(name: str) -> str:
+    """Install the CPU allocator ``name`` ("block": binmark's, as ``binmark train`` does on the CPU;
+    "default": PyTorch's, on glibc's malloc); the one in use, "default" where the measured code
+    has no block allocator."""
+    if name == "block":
+        try:
+            from binmark.allocator import enable_block_allocator
+        except ImportError:
+            return "default"
+        if enable_block_allocator():
+            return "block"
+        raise SystemExit("the block allocator did not build (see the warning above); measure with --allocator default")
+    return "default"
+
+
+def train_steps(name: str, batch: int, size: int, cuda: bool, steps: int, allocator: str) -> dict:
     """In a child process: build, ``steps`` training steps (memory growth; the median time of the
     steps after the first), then on the CPU one more, profiled step for the peak of live tensor
     bytes."""
     from binmark import models
+
+    allocator = _use_allocator(allocator) if not cuda else "default"
 
     torch.manual_seed(0)
     model_name, opts, packed = CONFIGS[name]
@@ -102,8 +121,8 @@ def train_steps(name: str, batch: int, size: int, cuda: bool, steps: int) -> dic
             times.append(time.perf_counter() - tic)
         seconds = statistics.median(times[1:])
         if cuda:
-            return {"name": name, "batch": batch, "steps": steps, "peak_mb": (torch.cuda.max_memory_allocated() - start) / 2**20, "step_s": seconds}
-        row = {"name": name, "batch": batch, "steps": steps, "peak_mb": _peak_resident_mib() - before, "step_s": seconds}
+            return {"name": name, "batch": batch, "steps": steps, "allocator": allocator, "peak_mb": (torch.cuda.max_memory_allocated() - start) / 2**20, "step_s": seconds}
+        row = {"name": name, "batch": batch, "steps": steps, "allocator": allocator, "peak_mb": _peak_resident_mib() - before, "step_s": seconds}
         try:
             from binmark.memory import peak_live_bytes
         except ImportError:
@@ -126,6 +145,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=2, help="training steps measured (at least 2)")
+    parser.add_argument("--allocator", choices=("block", "default"), default="block",
+                        help="CPU allocator: binmark's block allocator (as binmark train uses) or PyTorch's default")
     parser.add_argument("--only", default="", help="measure only the configurations whose name contains TEXT")
     parser.add_argument("--cuda", action="store_true", help="measure on the GPU (torch.cuda.max_memory_allocated)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per configuration (fresh processes); medians reported")
@@ -138,14 +159,14 @@ def main() -> None:
     if args.child:
         if args.src:
             sys.path.insert(0, os.path.join(args.src, "src"))
-        print(json.dumps(train_steps(args.child, args.batch[0], args.size, args.cuda, args.steps)))
+        print(json.dumps(train_steps(args.child, args.batch[0], args.size, args.cuda, args.steps, args.allocator)))
         return
     where = torch.cuda.get_device_name() if args.cuda else f"CPU, {torch.get_num_threads()} threads"
-    print(f"peak training memory, {args.size}x{args.size}, 16 keypoints, SGD, {args.steps} steps, {where}")
+    print(f"peak training memory, {args.size}x{args.size}, 16 keypoints, SGD, {args.steps} steps, {args.allocator} allocator, {where}")
     rows = []
     for batch in args.batch:
         for name in (n for n in CONFIGS if args.only in n):
-            cmd = [sys.executable, __file__, "--child", name, "--batch", str(batch), "--size", str(args.size), "--steps", str(args.steps)]
+            cmd = [sys.executable, __file__, "--child", name, "--batch", str(batch), "--size", str(args.size), "--steps", str(args.steps), "--allocator", args.allocator]
             cmd += (["--cuda"] if args.cuda else []) + (["--src", args.src] if args.src else [])
             runs = [json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]) for _ in range(args.repeat)]
             r = _median_row(runs)

@@ -17,7 +17,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "binmark"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("binmark", "binmark._registry", "binmark.sizes", "binmark.fileio", "binmark.progress", "binmark.memory"),
+    ("binmark", "binmark._registry", "binmark.sizes", "binmark.fileio", "binmark.progress", "binmark.memory", "binmark.allocator"),
     ("binmark.quant", "binmark.heatmaps", "binmark.losses"),
     ("binmark.data", "binmark.models"),
     ("binmark.metrics", "binmark.topdown", "binmark.draw"),

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from binmark.allocator import block_allocator_enabled
 from binmark.train import Trainer, TrainingDiverged, load_config
 from binmark.train.build import model_from_checkpoint
 from binmark.train.checkpoint import load_checkpoint
@@ -38,6 +39,7 @@ def test_epoch_batches_split_global_batches_between_ranks() -> None:
 def test_tiny_run_end_to_end(tiny: list[str], tmp_path: Path) -> None:
     cfg = load_config(None, tiny)
     report = Trainer(cfg).fit()
+    assert block_allocator_enabled()  # train.block_allocator (default) on the CPU
     run = tmp_path / "run"
     assert {"last.pt", "best.pt", "main.pt", "log.jsonl"} <= {p.name for p in run.iterdir()}
     assert (run / "tb").is_dir()

@@ -144,6 +144,7 @@ class TrainConfig:
     ema: float | None = None  # EMA decay of the weights, e.g. 0.999
     clip_binary_weights: bool = True  # keep latent binary weights in [-1, 1] (BinaryConnect)
     packed_saves: bool = True  # quantized layers keep bits / codes for backward (binmark.quant.saving; same gradients)
+    block_allocator: bool = True  # on the CPU, large tensors from binmark's block allocator (binmark.allocator; same values)
     checkpoint_every: int = 0  # also checkpoint every N steps (0: only at epoch ends)
     checkpoint_minutes: float = 10.0  # also checkpoint when this long has passed since the last save (0: off)
     divergence_factor: float = 100.0  # stop when the smoothed loss exceeds this × its stage minimum (0: off)

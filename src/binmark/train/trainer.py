@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from binmark import progress
+from binmark.allocator import enable_block_allocator
 from binmark.data.dataset import TopDownDataset, collate
 from binmark.evaluate import Predictions, Report
 from binmark.models import Architecture
@@ -53,7 +54,7 @@ LOWER_IS_BETTER = {"NME"}
 DEFAULT_METRIC = {"pckh": "Mean", "pck": "Mean", "coco": "AP", "nme": "NME"}
 # config keys a resumed run may change: they do not affect the result
 RUNTIME_KEYS = ("data.num_workers", "train.device", "train.log_every", "train.threads", "output_dir", "eval.batch_size",
-                "train.checkpoint_minutes", "train.divergence_factor", "train.packed_saves")  # fmt: skip
+                "train.checkpoint_minutes", "train.divergence_factor", "train.packed_saves", "train.block_allocator")  # fmt: skip
 #: steps of a stage before the divergence test starts (the smoothed loss needs a few values)
 DIVERGENCE_WARMUP = 20
 #: smoothing of the loss for the divergence test: ema ← β·ema + (1 − β)·loss
@@ -134,6 +135,8 @@ class Trainer:
     def __init__(self, config: Config, resume: bool | str | Path = False) -> None:
         self.cfg = config
         self.device = _device(config.train.device)
+        if config.train.block_allocator and self.device.type == "cpu":
+            enable_block_allocator()  # for the rest of the process; values unchanged, less memory kept
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
         self.dist = D.setup(self.device)
