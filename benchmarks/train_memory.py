@@ -162,7 +162,7 @@ def main() -> None:
         print(json.dumps(train_steps(args.child, args.batch[0], args.size, args.cuda, args.steps, args.allocator)))
         return
     where = torch.cuda.get_device_name() if args.cuda else f"CPU, {torch.get_num_threads()} threads"
-    print(f"peak training memory, {args.size}x{args.size}, 16 keypoints, SGD, {args.steps} steps, {args.allocator} allocator, {where}")
+    print(f"peak training memory, {args.size}x{args.size}, 16 keypoints, SGD, {args.steps} steps, {where}; allocator per row")
     rows = []
     for batch in args.batch:
         for name in (n for n in CONFIGS if args.only in n):
@@ -172,7 +172,7 @@ def main() -> None:
             r = _median_row(runs)
             rows.append(r)
             live = f"   live {r['live_mb']:8.0f} MB" if "live_mb" in r else ""
-            print(f"  batch {batch:3d}  {name:48s} peak +{r['peak_mb']:8.0f} MB{live}   step {r['step_s']:6.2f} s", flush=True)
+            print(f"  batch {batch:3d}  {name:48s} peak +{r['peak_mb']:8.0f} MB{live}   step {r['step_s']:6.2f} s   ({r.get('allocator', 'default')})", flush=True)
     if args.json:
         from binmark.fileio import atomic_write
 

@@ -1,4 +1,5 @@
-"""benchmarks/train_memory.py: a child run gives a full row, and the step count is checked."""
+"""benchmarks/train_memory.py: a child run gives a full row (with the block allocator, as binmark
+train runs), and the step count is checked."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def test_child_reports_memory_live_bytes_and_step_time() -> None:
     done = _run("--child", name, "--batch", "2", "--size", "64", "--steps", "3")
     assert done.returncode == 0, done.stderr
     row = json.loads(done.stdout.strip().splitlines()[-1])
-    assert row["name"] == name and row["batch"] == 2 and row["steps"] == 3
+    assert row["name"] == name and row["batch"] == 2 and row["steps"] == 3 and row["allocator"] == "block"
     assert row["peak_mb"] >= 0 and row["live_mb"] > 0 and row["step_s"] > 0
 
 
