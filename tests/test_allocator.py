@@ -4,6 +4,7 @@ values with it as without (a fresh process: the allocator stays installed once e
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -135,3 +136,24 @@ def test_training_values_are_the_same_with_and_without_it() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("same")
+
+
+def test_without_a_compiler_it_warns_and_pytorchs_allocator_stays(tmp_path) -> None:
+    script = textwrap.dedent(
+        """
+        import warnings
+        import torch
+        import binmark.allocator as A
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ok = A.enable_block_allocator()
+        said = " ".join(str(w.message) for w in caught)
+        x = torch.ones(2**20)  # PyTorch's allocator still serves
+        print(ok, "did not build" in said and "Set CXX" in said, A.block_allocator_enabled(), float(x.sum()))
+        """
+    )
+    env = {**os.environ, "CXX": "false", "XDG_CACHE_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["False", "True", "False", "1048576.0"]

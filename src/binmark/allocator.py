@@ -91,7 +91,14 @@ def _load() -> ctypes.CDLL | None:
                 "compiler and XDG_CACHE_HOME to a writable folder; PyTorch's CPU allocator stays", stacklevel=3
             )
             return None
-    lib = ctypes.CDLL(str(target))
+    try:
+        lib = ctypes.CDLL(str(target))
+    except OSError as exc:
+        warnings.warn(
+            f"binmark's block allocator ({target}) did not load: {exc}. Delete the file to rebuild it; "
+            "PyTorch's CPU allocator stays", stacklevel=3
+        )
+        return None
     lib.binmark_blocks_enable.restype = None
     lib.binmark_blocks_stats.argtypes = [ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_uint64)]
     lib.binmark_blocks_release.restype = ctypes.c_uint64

@@ -64,8 +64,9 @@ void add_free(char* p, size_t n) {
   free_by_size.insert({n, p});
 }
 
-void report(void* p, int64_t delta) {
-  c10::reportMemoryUsageToProfiler(p, delta, allocated, reserved, c10::Device(c10::DeviceType::CPU));
+// Tells the profiler (if it records memory) about a block; the totals are read under the lock.
+void report(void* p, int64_t delta, size_t live, size_t mapped) {
+  c10::reportMemoryUsageToProfiler(p, delta, live, mapped, c10::Device(c10::DeviceType::CPU));
 }
 
 void release(void* ptr) {
@@ -80,12 +81,14 @@ void release(void* ptr) {
   in_use.erase(it);
   allocated -= n;
   add_free(static_cast<char*>(ptr), n);
+  size_t live = allocated, mapped = reserved;
   lock.unlock();
-  report(ptr, -static_cast<int64_t>(n));
+  report(ptr, -static_cast<int64_t>(n), live, mapped);
 }
 
-// A block of n bytes (a multiple of kGranule), or nullptr when no memory can be mapped.
-char* take(size_t n) {
+// A block of n bytes (a multiple of kGranule), or nullptr when no memory can be mapped; *live and
+// *mapped receive the totals after it.
+char* take(size_t n, size_t* live, size_t* mapped) {
   std::lock_guard<std::mutex> lock(mu);
   auto it = free_by_size.lower_bound({n, nullptr});
   if (it == free_by_size.end()) {
@@ -102,6 +105,8 @@ char* take(size_t n) {
   if (have > n) add_free(p + n, have - n);
   in_use[p] = n;
   allocated += n;
+  *live = allocated;
+  *mapped = reserved;
   return p;
 }
 
@@ -109,9 +114,10 @@ struct BlockAllocator final : c10::Allocator {
   c10::DataPtr allocate(size_t nbytes) override {
     if (nbytes < kMinBytes) return previous->allocate(nbytes);
     size_t n = (nbytes + kGranule - 1) / kGranule * kGranule;
-    char* p = take(n);
+    size_t live = 0, mapped = 0;
+    char* p = take(n, &live, &mapped);
     if (p == nullptr) return previous->allocate(nbytes);  // out of address space: let it report
-    report(p, static_cast<int64_t>(n));
+    report(p, static_cast<int64_t>(n), live, mapped);
     return {p, p, &release, c10::Device(c10::DeviceType::CPU)};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &release; }
