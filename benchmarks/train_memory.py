@@ -172,7 +172,7 @@ def main() -> None:
             r = _median_row(runs)
             rows.append(r)
             live = f"   live {r['live_mb']:8.0f} MB" if "live_mb" in r else ""
-            print(f"  batch {batch:3d}  {name:48s} peak +{r['peak_mb']:8.0f} MB{live}   step {r['step_s']:6.2f} s   ({r.get('allocator', 'default')})", flush=True)
+            print(f"  batch {batch:3d}  {name:48s} peak +{r['peak_mb']:8.0f} MB{live}   step {r['step_s']:6.2f} s   ({r['allocator']})", flush=True)
     if args.json:
         from binmark.fileio import atomic_write
 

@@ -85,7 +85,7 @@ def _load() -> ctypes.CDLL | None:
                 )
                 return None
             os.replace(tmp, target)  # atomic: a parallel build finds a whole file or none
-        except OSError as exc:
+        except (OSError, subprocess.TimeoutExpired) as exc:
             warnings.warn(
                 f"binmark's block allocator could not be built into {target.parent}: {exc}. Set CXX to a C++17 "
                 "compiler and XDG_CACHE_HOME to a writable folder; PyTorch's CPU allocator stays", stacklevel=3

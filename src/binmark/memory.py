@@ -44,10 +44,10 @@ def peak_live_bytes(fn: Callable[[], Any]) -> int:
     for e in memory:
         address, size = e["args"]["Addr"], int(e["args"]["Bytes"])
         if size > 0:
-            held[address] = held.get(address, 0) + size
+            held[address] = size
             live += size
             peak = max(peak, live)
         elif address in held:  # a free of a tensor from before fn is not counted
-            live -= min(held.pop(address), -size)
+            live -= held.pop(address)
     return peak
 

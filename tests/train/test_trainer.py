@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from binmark.allocator import block_allocator_enabled
 from binmark.train import Trainer, TrainingDiverged, load_config
 from binmark.train.build import model_from_checkpoint
 from binmark.train.checkpoint import load_checkpoint
@@ -39,7 +38,6 @@ def test_epoch_batches_split_global_batches_between_ranks() -> None:
 def test_tiny_run_end_to_end(tiny: list[str], tmp_path: Path) -> None:
     cfg = load_config(None, tiny)
     report = Trainer(cfg).fit()
-    assert block_allocator_enabled()  # train.block_allocator (default) on the CPU
     run = tmp_path / "run"
     assert {"last.pt", "best.pt", "main.pt", "log.jsonl"} <= {p.name for p in run.iterdir()}
     assert (run / "tb").is_dir()
@@ -54,6 +52,22 @@ def test_tiny_run_end_to_end(tiny: list[str], tmp_path: Path) -> None:
     # latent binary weights stay in [-1, 1]
     model, _ = model_from_checkpoint(run / "last.pt")
     assert model.stem.block1.conv1.conv.weight.abs().max() <= 1.0
+
+
+@pytest.mark.parametrize("setting", ["true", "false"])
+def test_cpu_training_installs_the_block_allocator_as_configured(tiny: list[str], setting: str) -> None:
+    """A fresh process (the allocator stays installed once enabled): a CPU Trainer installs it
+    with train.block_allocator true, and not with false."""
+    script = (
+        "import sys; from binmark.allocator import block_allocator_enabled; "
+        "from binmark.train import Trainer, load_config; "
+        "assert not block_allocator_enabled(); "
+        "Trainer(load_config(None, sys.argv[1:])); print(block_allocator_enabled())"
+    )
+    args = tiny + ["train.device=cpu", f"train.block_allocator={setting}"]
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1] == ("True" if setting == "true" else "False")
 
 
 def test_stages_start_from_the_previous_stage(tiny: list[str], tmp_path: Path) -> None:
